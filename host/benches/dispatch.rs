@@ -1,0 +1,189 @@
+//! Dispatch cost: events per second and time per plugin per event through
+//! five trivial plugins, measured three ways in one run:
+//!
+//! 1. native Rust trait objects behind the same queue-and-worker shape as
+//!    the host (the floor: what dispatch costs without WebAssembly);
+//! 2. five wasm plugins, each reusing its instance (the default);
+//! 3. five wasm plugins with a fresh instance per event.
+//!
+//! `cargo bench --bench dispatch` runs it in full; `cargo test` runs it with
+//! few events to check it still works.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hookhost::{Config, Event, Host};
+use tokio::sync::mpsc;
+
+const PLUGINS: usize = 5;
+/// Events taken off a queue per wake-up, as the host's workers do.
+const BATCH: usize = 256;
+
+fn main() {
+    let full = std::env::args().any(|arg| arg == "--bench");
+    let (reused_events, fresh_events) = if full {
+        (200_000, 20_000)
+    } else {
+        (2_000, 200)
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    runtime.block_on(async {
+        println!(
+            "dispatch benchmark: {PLUGINS} trivial plugins, {} cores, {}",
+            std::thread::available_parallelism().map_or(0, |n| n.get()),
+            cpu_model()
+        );
+        let native = native(reused_events).await;
+        report("native trait objects", reused_events, native);
+        let reused = wasm(reused_events, true).await;
+        report("wasm, instance reused", reused_events, reused);
+        let fresh = wasm(fresh_events, false).await;
+        report("wasm, fresh instance", fresh_events, fresh);
+
+        let per = |d: Duration, n: u64| d.as_secs_f64() * 1e9 / (n as f64 * PLUGINS as f64);
+        let (native_ns, reused_ns, fresh_ns) = (
+            per(native, reused_events),
+            per(reused, reused_events),
+            per(fresh, fresh_events),
+        );
+        println!(
+            "ratio wasm reused / native:  {:>8.1}x",
+            reused_ns / native_ns
+        );
+        println!(
+            "ratio wasm fresh / reused:   {:>8.1}x",
+            fresh_ns / reused_ns
+        );
+        println!(
+            "goal <= 1 us per plugin per event reused: {} ({reused_ns:.0} ns)",
+            verdict(reused_ns <= 1_000.0)
+        );
+        println!(
+            "goal <= 10 us per plugin per event fresh: {} ({fresh_ns:.0} ns)",
+            verdict(fresh_ns <= 10_000.0)
+        );
+    });
+}
+
+fn verdict(met: bool) -> &'static str {
+    if met {
+        "met"
+    } else {
+        "MISSED"
+    }
+}
+
+fn report(label: &str, events: u64, elapsed: Duration) {
+    let per_event = elapsed.as_secs_f64() / events as f64;
+    println!(
+        "{label:<24} {:>10.0} events/s  {:>8.0} ns per event  {:>8.0} ns per plugin per event",
+        1.0 / per_event,
+        per_event * 1e9,
+        per_event * 1e9 / PLUGINS as f64
+    );
+}
+
+fn event(seq: u64) -> Event {
+    Event::from_json(&format!(
+        r#"{{"event_type": "ProfilingStarted", "timestamp": "2025-01-15T10:30:00Z",
+            "metadata": {{"table": "orders", "run_id": "run-1", "seq": {seq}}}}}"#
+    ))
+    .expect("valid event")
+}
+
+/// Time to dispatch `events` events through five wasm `noop` plugins and
+/// finish them all.
+async fn wasm(events: u64, reuse_instance: bool) -> Duration {
+    let noop = Path::new(env!("HOOKHOST_GUEST_DIR")).join("fixtures/noop.wasm");
+    let bytes = std::fs::read(&noop).expect("the noop fixture is built");
+    let mut config = String::from("[defaults]\n");
+    config += &format!("reuse_instance = {reuse_instance}\n");
+    let config = Config::parse(&config, Path::new("bench.toml")).expect("config");
+    let mut builder = Host::builder().config(config);
+    for n in 0..PLUGINS {
+        builder = builder.plugin_bytes(format!("noop-{n}"), bytes.clone());
+    }
+    let host = builder.build().await.expect("host");
+    let prepared: Vec<Event> = (0..events).map(event).collect();
+    // Warm up: first instances, code pages, allocator.
+    for seq in 0..100 {
+        host.send(event(seq)).await.expect("accepted");
+    }
+    let warm = host.emit_with_report(event(0)).expect("accepted");
+    warm.wait().await;
+
+    let started = Instant::now();
+    for event in prepared {
+        host.send(event).await.expect("accepted");
+    }
+    let summaries = host.shutdown().await;
+    let elapsed = started.elapsed();
+    for summary in summaries {
+        assert_eq!(summary.stats.failed_total(), 0, "{}", summary.name);
+    }
+    elapsed
+}
+
+/// The native floor: the same shape (a queue and a task per hook, batched
+/// draining, a shared event), calling a Rust trait object.
+trait NativeHook: Send {
+    fn handle(&mut self, event: &Event) -> Result<(), String>;
+}
+
+struct Noop(u64);
+
+impl NativeHook for Noop {
+    fn handle(&mut self, event: &Event) -> Result<(), String> {
+        self.0 += std::hint::black_box(event.id.len()) as u64;
+        Ok(())
+    }
+}
+
+async fn native(events: u64) -> Duration {
+    let mut queues = Vec::new();
+    let mut tasks = Vec::new();
+    for _ in 0..PLUGINS {
+        let (sender, mut receiver) = mpsc::channel::<Arc<Event>>(65_536);
+        let mut hook: Box<dyn NativeHook> = Box::new(Noop(0));
+        tasks.push(tokio::spawn(async move {
+            let mut batch = Vec::with_capacity(BATCH);
+            while receiver.recv_many(&mut batch, BATCH).await > 0 {
+                for event in batch.drain(..) {
+                    let started = Instant::now();
+                    let result = hook.handle(&event);
+                    std::hint::black_box((result, started.elapsed()));
+                }
+            }
+        }));
+        queues.push(sender);
+    }
+    let prepared: Vec<Event> = (0..events).map(event).collect();
+    let started = Instant::now();
+    for event in prepared {
+        let event = Arc::new(event);
+        for queue in &queues {
+            queue.send(event.clone()).await.expect("open");
+        }
+    }
+    drop(queues);
+    for task in tasks {
+        task.await.expect("task");
+    }
+    started.elapsed()
+}
+
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find(|line| line.starts_with("model name"))
+                .and_then(|line| line.split(':').nth(1))
+                .map(|model| model.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".to_owned())
+}

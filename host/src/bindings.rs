@@ -1,0 +1,19 @@
+//! Host-side bindings generated from the `hook` world in `wit/`.
+//!
+//! `handle` is called asynchronously so that a plugin's deadline can also
+//! cancel it while it waits in a host call; `log` is synchronous because it
+//! never does I/O on the caller's behalf.
+
+wasmtime::component::bindgen!({
+    world: "hook",
+    path: "../wit",
+    exports: { default: async },
+    additional_derives: [PartialEq],
+});
+
+pub use hookhost::hooks::log::Level as LogLevel;
+pub use hookhost::hooks::types::{
+    Anomaly, DataDrift, Event, EventKind, HookError, MetricValue, ProfilingCompleted,
+    ProfilingFailed, ProfilingSkipped, ProfilingStarted, QualityScoreDegraded,
+    QualityThresholdBreached, Retry, SchemaChange, SchemaChangeType, Severity, ValidationFailure,
+};

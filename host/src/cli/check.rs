@@ -1,0 +1,31 @@
+//! `hookhost check FILE.wasm`.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use hookhost::engine::Runtime;
+use hookhost::plugin::{self, HOOK_WORLD};
+
+/// Prints whether `file` is a valid plugin, and its imports and exports.
+pub async fn check(file: &Path) -> anyhow::Result<ExitCode> {
+    let runtime = Runtime::new()?;
+    let report = plugin::inspect(&runtime, file).await?;
+    println!("imports:");
+    for import in &report.imports {
+        println!("  {import}");
+    }
+    println!("exports:");
+    for export in &report.exports {
+        println!("  {export}");
+    }
+    match report.verdict {
+        Ok(()) => {
+            println!("ok: {} implements {HOOK_WORLD}", file.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(err) => {
+            println!("error: {err}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}

@@ -1,0 +1,28 @@
+//! `hookhost emit JSON`: one event, each plugin's outcome.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use hookhost::Event;
+
+use super::report::outcome_line;
+use super::HostArgs;
+
+/// Sends one event and prints one line per plugin. Fails (exit 1) when any
+/// plugin failed.
+pub async fn emit(args: &HostArgs, json: &str) -> anyhow::Result<ExitCode> {
+    let event = Event::from_json(json).context("the event argument is not a valid event")?;
+    let host = args.build_host().await?;
+    let report = host.emit_with_report(event)?.wait().await;
+    host.shutdown().await;
+    let mut all_ok = true;
+    for (plugin, outcome) in &report.outcomes {
+        all_ok &= outcome.result.is_ok();
+        println!("{}", outcome_line(plugin, outcome));
+    }
+    Ok(if all_ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}

@@ -1,0 +1,116 @@
+//! Command-line parsing and the shared pieces of the subcommands.
+
+mod builtin;
+mod check;
+mod emit;
+mod report;
+mod run;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use hookhost::{Config, Host};
+
+/// Run event hooks as sandboxed WebAssembly components.
+#[derive(Parser)]
+#[command(name = "hookhost", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Read events as JSON lines on stdin, dispatch each to every plugin, and
+    /// print a per-plugin summary at the end of input.
+    Run(HostArgs),
+    /// Dispatch one event, given as JSON, and print each plugin's outcome.
+    Emit {
+        #[command(flatten)]
+        host: HostArgs,
+        /// The event, e.g. '{"event_type": "ProfilingStarted", "metadata": {"table": "t"}}'.
+        json: String,
+    },
+    /// Say whether a .wasm file implements the hook world, and list what it
+    /// imports and exports.
+    Check {
+        /// The component to check.
+        file: PathBuf,
+    },
+}
+
+/// Where the plugins and the configuration come from.
+#[derive(Args)]
+struct HostArgs {
+    /// Folder whose *.wasm files are loaded as plugins. Without it, the
+    /// built-in plugins are used.
+    #[arg(long, value_name = "DIR")]
+    plugins: Option<PathBuf>,
+    /// TOML file with limits and per-plugin settings.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+}
+
+impl HostArgs {
+    /// Builds the host, reporting plugins that failed to load.
+    async fn build_host(&self) -> anyhow::Result<Host> {
+        let config = match &self.config {
+            Some(path) => Config::from_file(path)?,
+            None => Config::default(),
+        };
+        let mut builder = Host::builder().config(config);
+        match &self.plugins {
+            Some(dir) => builder = builder.plugins_dir(dir),
+            None => {
+                for (name, bytes) in builtin::PLUGINS {
+                    builder = builder.plugin_bytes(*name, *bytes);
+                }
+            }
+        }
+        let host = builder.build().await.context("cannot start the host")?;
+        if host.plugin_names().is_empty() {
+            eprintln!("warning: no plugin loaded; events will be read and counted but go nowhere");
+        }
+        Ok(host)
+    }
+}
+
+/// Parses the command line and runs the subcommand.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("error: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Run(host) => run::run(&host).await,
+            Command::Emit { host, json } => emit::emit(&host, &json).await,
+            Command::Check { file } => check::check(&file).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Logs go to stderr; `RUST_LOG` overrides the default `info` level.
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}

@@ -1,0 +1,67 @@
+//! Printing outcomes and summaries for people.
+
+use std::time::Duration;
+
+use hookhost::{FailureClass, Outcome, PluginSummary};
+
+/// A duration with a unit that keeps three significant digits or so.
+pub fn format_duration(d: Duration) -> String {
+    let nanos = d.as_nanos();
+    if nanos < 1_000 {
+        format!("{nanos} ns")
+    } else if nanos < 1_000_000 {
+        format!("{:.1} µs", nanos as f64 / 1e3)
+    } else if nanos < 1_000_000_000 {
+        format!("{:.1} ms", nanos as f64 / 1e6)
+    } else {
+        format!("{:.2} s", nanos as f64 / 1e9)
+    }
+}
+
+/// One line for one plugin's outcome.
+pub fn outcome_line(plugin: &str, outcome: &Outcome) -> String {
+    let took = format_duration(outcome.latency);
+    match &outcome.result {
+        Ok(()) => format!("{plugin}: ok ({took})"),
+        Err(failure) => {
+            let retry = if failure.retryable { ", retryable" } else { "" };
+            format!(
+                "{plugin}: failed [{}{retry}] {} ({took})",
+                failure.class, failure.message
+            )
+        }
+    }
+}
+
+/// A table of every plugin's counts and latencies.
+pub fn summary_table(summaries: &[PluginSummary]) -> String {
+    let width = summaries
+        .iter()
+        .map(|s| s.name.len())
+        .chain([6])
+        .max()
+        .unwrap_or(6);
+    let mut out = format!("{:<width$} {:>8} {:>7}", "plugin", "handled", "failed");
+    for class in FailureClass::ALL {
+        out += &format!(" {:>7}", class.as_str());
+    }
+    out += &format!(" {:>10} {:>10}\n", "mean", "p99");
+    for summary in summaries {
+        let stats = &summary.stats;
+        out += &format!(
+            "{:<width$} {:>8} {:>7}",
+            summary.name,
+            stats.handled,
+            stats.failed_total()
+        );
+        for class in FailureClass::ALL {
+            out += &format!(" {:>7}", stats.failed(class));
+        }
+        out += &format!(
+            " {:>10} {:>10}\n",
+            format_duration(stats.mean_latency()),
+            format_duration(stats.p99_latency())
+        );
+    }
+    out
+}

@@ -1,0 +1,267 @@
+//! The TOML configuration file: limits for every plugin, and per plugin an
+//! enabled switch, limit overrides and the settings the plugin reads through
+//! the `config` import.
+//!
+//! ```toml
+//! [defaults]            # applies to every plugin
+//! timeout_ms = 5000
+//!
+//! [plugins.slack]       # the plugin loaded from slack.wasm
+//! enabled = true
+//! fuel = 50_000_000
+//! [plugins.slack.settings]
+//! channel = "#data-alerts"
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Fuel per event when nothing is configured: about a billion wasm
+/// instructions, a few hundred milliseconds of guest work. Enough for any
+/// hook that formats and sends a message; an infinite loop runs out of it
+/// well before the default timeout.
+pub const DEFAULT_FUEL: u64 = 1_000_000_000;
+/// Wall-clock time per event when nothing is configured. Generous, because
+/// it also bounds time spent waiting on the network in host calls.
+pub const DEFAULT_TIMEOUT_MS: u64 = 10_000;
+/// Linear memory a plugin may grow to when nothing is configured. A Rust
+/// hook uses 1-2 MiB; interpreted guests (Python, JavaScript) need tens.
+pub const DEFAULT_MEMORY_MIB: u64 = 128;
+/// Events that may wait in one plugin's queue. Past this, `Host::emit`
+/// refuses the event (nothing is half-delivered) and `Host::send` waits.
+pub const DEFAULT_QUEUE_CAPACITY: usize = 65_536;
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Limits for every plugin that does not override them.
+    #[serde(default)]
+    pub defaults: LimitsConfig,
+    /// Per-plugin sections, keyed by plugin name (the `.wasm` file's stem).
+    #[serde(default)]
+    pub plugins: BTreeMap<String, PluginConfig>,
+}
+
+/// Limits as written in the file; anything left out falls back to the
+/// `[defaults]` section and then to the built-in defaults above.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Fuel per event (`DEFAULT_FUEL`).
+    pub fuel: Option<u64>,
+    /// Wall-clock timeout per event in milliseconds (`DEFAULT_TIMEOUT_MS`).
+    pub timeout_ms: Option<u64>,
+    /// Memory cap in MiB (`DEFAULT_MEMORY_MIB`).
+    pub memory_mib: Option<u64>,
+    /// Queue capacity in events (`DEFAULT_QUEUE_CAPACITY`).
+    pub queue_capacity: Option<usize>,
+    /// Keep one instance across events (`true`, the default) or give every
+    /// event a fresh instance, so no state carries from one to the next.
+    pub reuse_instance: Option<bool>,
+}
+
+/// One `[plugins.<name>]` section.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PluginConfig {
+    /// `false` keeps the plugin's file in the folder but does not load it.
+    pub enabled: Option<bool>,
+    /// Fuel per event.
+    pub fuel: Option<u64>,
+    /// Wall-clock timeout per event in milliseconds.
+    pub timeout_ms: Option<u64>,
+    /// Memory cap in MiB.
+    pub memory_mib: Option<u64>,
+    /// Queue capacity in events.
+    pub queue_capacity: Option<usize>,
+    /// Keep one instance across events, or a fresh one per event.
+    pub reuse_instance: Option<bool>,
+    /// Values the plugin reads with the `config.get` import.
+    #[serde(default)]
+    pub settings: toml::Table,
+}
+
+/// The limits one plugin runs under, every value resolved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Fuel per event.
+    pub fuel: u64,
+    /// Wall-clock timeout per event.
+    pub timeout: Duration,
+    /// Memory cap in bytes.
+    pub memory_bytes: usize,
+    /// Queue capacity in events.
+    pub queue_capacity: usize,
+    /// Whether one instance serves many events (until it traps).
+    pub reuse_instance: bool,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        LimitsConfig::default().resolve(&LimitsConfig::default())
+    }
+}
+
+impl LimitsConfig {
+    /// Fills what `self` leaves out from `fallback`, then from the built-in
+    /// defaults.
+    fn resolve(&self, fallback: &LimitsConfig) -> Limits {
+        let mib = self
+            .memory_mib
+            .or(fallback.memory_mib)
+            .unwrap_or(DEFAULT_MEMORY_MIB);
+        Limits {
+            fuel: self.fuel.or(fallback.fuel).unwrap_or(DEFAULT_FUEL),
+            timeout: Duration::from_millis(
+                self.timeout_ms
+                    .or(fallback.timeout_ms)
+                    .unwrap_or(DEFAULT_TIMEOUT_MS),
+            ),
+            memory_bytes: usize::try_from(mib.saturating_mul(1 << 20)).unwrap_or(usize::MAX),
+            queue_capacity: self
+                .queue_capacity
+                .or(fallback.queue_capacity)
+                .unwrap_or(DEFAULT_QUEUE_CAPACITY)
+                .max(1),
+            reuse_instance: self
+                .reuse_instance
+                .or(fallback.reuse_instance)
+                .unwrap_or(true),
+        }
+    }
+}
+
+impl PluginConfig {
+    fn limits(&self) -> LimitsConfig {
+        LimitsConfig {
+            fuel: self.fuel,
+            timeout_ms: self.timeout_ms,
+            memory_mib: self.memory_mib,
+            queue_capacity: self.queue_capacity,
+            reuse_instance: self.reuse_instance,
+        }
+    }
+}
+
+/// A configuration file that could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or has unknown or mistyped keys.
+    #[error("{path}:{line}:{column}: {message}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line of the offending text.
+        line: usize,
+        /// 1-based column of the offending text.
+        column: usize,
+        /// What is wrong, as the TOML reader put it.
+        message: String,
+    },
+}
+
+impl Config {
+    /// Reads and checks a configuration file.
+    pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Config::parse(&text, path)
+    }
+
+    /// Parses configuration text; `path` only names it in errors.
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        toml::from_str(text).map_err(|err| {
+            let offset = err.span().map_or(0, |span| span.start);
+            let (line, column) = line_and_column(text, offset);
+            ConfigError::Invalid {
+                path: path.to_owned(),
+                line,
+                column,
+                message: err.message().trim().to_owned(),
+            }
+        })
+    }
+
+    /// The limits plugin `name` runs under.
+    pub fn limits_for(&self, name: &str) -> Limits {
+        match self.plugins.get(name) {
+            Some(plugin) => plugin.limits().resolve(&self.defaults),
+            None => self.defaults.resolve(&LimitsConfig::default()),
+        }
+    }
+
+    /// Whether plugin `name` should be loaded (it is unless disabled).
+    pub fn is_enabled(&self, name: &str) -> bool {
+        self.plugins
+            .get(name)
+            .and_then(|plugin| plugin.enabled)
+            .unwrap_or(true)
+    }
+
+    /// The settings table of plugin `name` (empty when it has none).
+    pub fn settings_for(&self, name: &str) -> toml::Table {
+        self.plugins
+            .get(name)
+            .map(|plugin| plugin.settings.clone())
+            .unwrap_or_default()
+    }
+}
+
+/// 1-based line and column of byte `offset` in `text`.
+fn line_and_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, column)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plugin_overrides_defaults_which_override_builtins() {
+        let config = Config::parse(
+            "[defaults]\ntimeout_ms = 200\n[plugins.a]\nfuel = 5\n",
+            Path::new("c.toml"),
+        )
+        .unwrap();
+        let a = config.limits_for("a");
+        assert_eq!(a.fuel, 5);
+        assert_eq!(a.timeout, Duration::from_millis(200));
+        assert_eq!(a.memory_bytes, (DEFAULT_MEMORY_MIB as usize) << 20);
+        assert_eq!(config.limits_for("b").fuel, DEFAULT_FUEL);
+    }
+
+    #[test]
+    fn unknown_key_is_named_with_its_line() {
+        let err = Config::parse("[plugins.a]\nfule = 5\n", Path::new("c.toml")).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.starts_with("c.toml:2:1: unknown field `fule`"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn disabled_plugin_is_not_enabled() {
+        let config = Config::parse("[plugins.a]\nenabled = false\n", Path::new("c")).unwrap();
+        assert!(!config.is_enabled("a"));
+        assert!(config.is_enabled("b"));
+    }
+}

@@ -1,0 +1,254 @@
+//! Loading a plugin: reading a `.wasm` file, compiling it, and checking it
+//! against the hook world, with an error that names the file and says what
+//! to fix.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use wasmtime::component::types::{ComponentExtern, ComponentItem};
+use wasmtime::component::Component;
+
+use crate::bindings::HookPre;
+use crate::config::Limits;
+use crate::engine::Runtime;
+use crate::state::PluginState;
+use crate::worker::{self, InstantiateError};
+
+/// The world every plugin must implement, as named in errors.
+pub const HOOK_WORLD: &str = "hookhost:hooks/hook@0.1.0";
+
+/// A compiled plugin that implements the hook world, ready to instantiate.
+#[derive(Clone)]
+pub struct LoadedPlugin {
+    /// The plugin's name: the file's stem (`slack` for `slack.wasm`).
+    pub name: Arc<str>,
+    /// Where it was loaded from.
+    pub path: PathBuf,
+    /// Size of the file in bytes.
+    pub size: u64,
+    /// Time spent compiling it.
+    pub compile_time: Duration,
+    pub(crate) pre: HookPre<PluginState>,
+}
+
+/// A file that could not be loaded as a plugin.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The file could not be read.
+    #[error("{path}: cannot read: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not WebAssembly at all.
+    #[error("{path}: not a WebAssembly file (it does not start with the `\\0asm` header)")]
+    NotWasm {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The file is a core module rather than a component.
+    #[error(
+        "{path}: a core WebAssembly module, not a component; build it for \
+         `wasm32-wasip2` or wrap it with `wasm-tools component new`"
+    )]
+    CoreModule {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The component could not be compiled (truncated, corrupt, or using
+    /// features the host does not enable).
+    #[error("{path}: invalid component: {reason}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What the compiler said.
+        reason: String,
+    },
+    /// Instantiating the component ran guest code that failed.
+    #[error("{path}: fails when instantiated: {reason}")]
+    Instantiate {
+        /// The file.
+        path: PathBuf,
+        /// What failed.
+        reason: String,
+    },
+    /// The component does not implement the hook world.
+    #[error("{path}: does not implement {HOOK_WORLD}: {reason}")]
+    WrongWorld {
+        /// The file.
+        path: PathBuf,
+        /// Which import or export does not match.
+        reason: String,
+    },
+}
+
+/// First bytes of every WebAssembly binary.
+const WASM_MAGIC: &[u8; 4] = b"\0asm";
+/// The version field of a core module (`1 0 0 0`); components use another.
+const CORE_MODULE_VERSION: [u8; 4] = [1, 0, 0, 0];
+
+/// The plugin name for a file: its stem.
+pub fn plugin_name(path: &Path) -> String {
+    path.file_stem()
+        .map(|stem| stem.to_string_lossy().into_owned())
+        .unwrap_or_else(|| path.display().to_string())
+}
+
+/// Reads, compiles and checks the plugin at `path`. CPU-heavy (compiling
+/// takes milliseconds to seconds): call it off the async threads.
+pub fn load(runtime: &Runtime, path: &Path) -> Result<LoadedPlugin, LoadError> {
+    load_bytes(runtime, path, &read(path)?)
+}
+
+/// Like [`load`], for bytes already in memory; `path` names them in errors.
+pub fn load_bytes(runtime: &Runtime, path: &Path, bytes: &[u8]) -> Result<LoadedPlugin, LoadError> {
+    let started = Instant::now();
+    let component = compile(runtime, path, bytes)?;
+    link(runtime, path, &component, bytes.len(), started.elapsed())
+}
+
+/// Checks a compiled component's imports and exports against the world.
+fn link(
+    runtime: &Runtime,
+    path: &Path,
+    component: &Component,
+    size: usize,
+    compile_time: Duration,
+) -> Result<LoadedPlugin, LoadError> {
+    let pre = instantiate_pre(runtime, component).map_err(|reason| LoadError::WrongWorld {
+        path: path.to_owned(),
+        reason,
+    })?;
+    Ok(LoadedPlugin {
+        name: plugin_name(path).into(),
+        path: path.to_owned(),
+        size: size as u64,
+        compile_time,
+        pre,
+    })
+}
+
+/// Compiles `path` and describes it, whether or not it is a valid plugin.
+pub async fn inspect(runtime: &Runtime, path: &Path) -> Result<ComponentReport, LoadError> {
+    let bytes = read(path)?;
+    let started = Instant::now();
+    let component = compile(runtime, path, &bytes)?;
+    let compile_time = started.elapsed();
+    let ty = component.component_type();
+    let describe =
+        |(name, item): (&str, ComponentExtern)| format!("{name} ({})", item_kind(&item.ty));
+    let imports = ty.imports(runtime.engine()).map(describe).collect();
+    let exports = ty.exports(runtime.engine()).map(describe).collect();
+    let verdict = match link(runtime, path, &component, bytes.len(), compile_time) {
+        Ok(plugin) => probe(&plugin, &Limits::default()).await,
+        Err(err) => Err(err),
+    };
+    Ok(ComponentReport {
+        imports,
+        exports,
+        verdict,
+    })
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, LoadError> {
+    std::fs::read(path).map_err(|source| LoadError::Read {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+fn compile(runtime: &Runtime, path: &Path, bytes: &[u8]) -> Result<Component, LoadError> {
+    check_header(path, bytes)?;
+    Component::from_binary(runtime.engine(), bytes).map_err(|err| LoadError::Invalid {
+        path: path.to_owned(),
+        reason: format!("{err:#}"),
+    })
+}
+
+fn check_header(path: &Path, bytes: &[u8]) -> Result<(), LoadError> {
+    if bytes.len() < 8 || &bytes[..4] != WASM_MAGIC {
+        return Err(LoadError::NotWasm {
+            path: path.to_owned(),
+        });
+    }
+    if bytes[4..8] == CORE_MODULE_VERSION {
+        return Err(LoadError::CoreModule {
+            path: path.to_owned(),
+        });
+    }
+    Ok(())
+}
+
+/// Links the component's imports and checks its exports. On failure, says
+/// which import is not provided or which export is missing or mistyped.
+fn instantiate_pre(
+    runtime: &Runtime,
+    component: &Component,
+) -> Result<HookPre<PluginState>, String> {
+    let instance_pre = runtime.linker().instantiate_pre(component).map_err(|err| {
+        format!("{err:#}; the host provides WASI 0.2 and hookhost:hooks imports only")
+    })?;
+    HookPre::new(instance_pre).map_err(|err| {
+        let exports = describe_exports(runtime, component);
+        format!("{err:#} (the component exports: {exports})")
+    })
+}
+
+/// The names of a component's exports, for error messages.
+fn describe_exports(runtime: &Runtime, component: &Component) -> String {
+    let names: Vec<String> = component
+        .component_type()
+        .exports(runtime.engine())
+        .map(|(name, _)| name.to_owned())
+        .collect();
+    if names.is_empty() {
+        "nothing".to_owned()
+    } else {
+        names.join(", ")
+    }
+}
+
+/// Instantiates `plugin` once under `limits`, so that a component whose
+/// exports have the wrong types, or whose initialisation traps, is rejected
+/// at load time rather than on its first event.
+pub async fn probe(plugin: &LoadedPlugin, limits: &Limits) -> Result<(), LoadError> {
+    let deadline = Instant::now() + limits.timeout;
+    match worker::instantiate(plugin, limits, Default::default(), deadline).await {
+        Ok(_) => Ok(()),
+        Err(InstantiateError::Mismatch(reason)) => Err(LoadError::WrongWorld {
+            path: plugin.path.clone(),
+            reason,
+        }),
+        Err(InstantiateError::Failed(failure)) => Err(LoadError::Instantiate {
+            path: plugin.path.clone(),
+            reason: failure.to_string(),
+        }),
+    }
+}
+
+/// What `hookhost check` reports about a component.
+#[derive(Debug)]
+pub struct ComponentReport {
+    /// Imports, as `name (kind)`.
+    pub imports: Vec<String>,
+    /// Exports, as `name (kind)`.
+    pub exports: Vec<String>,
+    /// `Ok` when it implements the hook world and every import is provided.
+    pub verdict: Result<(), LoadError>,
+}
+
+fn item_kind(item: &ComponentItem) -> &'static str {
+    match item {
+        ComponentItem::ComponentFunc(_) => "function",
+        ComponentItem::CoreFunc(_) => "core function",
+        ComponentItem::Module(_) => "module",
+        ComponentItem::Component(_) => "component",
+        ComponentItem::ComponentInstance(_) => "interface",
+        ComponentItem::Type(_) => "type",
+        ComponentItem::Resource(_) => "resource",
+    }
+}

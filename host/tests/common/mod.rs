@@ -1,0 +1,58 @@
+//! Helpers shared by the integration tests: where the guest components are,
+//! a temporary plugins folder, and events to send.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+use hookhost::{Config, Event, Host};
+
+/// The compiled test fixture `name` (a folder under `tests/fixtures/`).
+pub fn fixture(name: &str) -> PathBuf {
+    guest_dir().join("fixtures").join(format!("{name}.wasm"))
+}
+
+/// The compiled built-in plugin `name` (a folder under `plugins/`).
+pub fn builtin(name: &str) -> PathBuf {
+    guest_dir().join("plugins").join(format!("{name}.wasm"))
+}
+
+fn guest_dir() -> &'static Path {
+    Path::new(env!("HOOKHOST_GUEST_DIR"))
+}
+
+/// A temporary plugins folder holding copies of the given fixtures.
+pub fn plugins_dir(fixtures: &[&str]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("create a temporary folder");
+    for name in fixtures {
+        std::fs::copy(fixture(name), dir.path().join(format!("{name}.wasm")))
+            .unwrap_or_else(|e| panic!("copy fixture {name}: {e}"));
+    }
+    dir
+}
+
+/// A config parsed from TOML text.
+pub fn config(toml: &str) -> Config {
+    Config::parse(toml, Path::new("test.toml")).expect("valid test config")
+}
+
+/// A host over `dir` with `config`, asserting every file loaded.
+pub async fn host(dir: &Path, config: Config) -> Host {
+    let host = Host::builder()
+        .plugins_dir(dir)
+        .config(config)
+        .build()
+        .await
+        .expect("host builds");
+    assert!(host.load_errors().is_empty(), "{:?}", host.load_errors());
+    host
+}
+
+/// A `ProfilingStarted` event carrying `seq` in its metadata, which the
+/// `counts` fixture checks arrives in order.
+pub fn event(seq: u64) -> Event {
+    Event::from_json(&format!(
+        r#"{{"event_type": "ProfilingStarted", "timestamp": "2025-01-15T10:30:00",
+            "metadata": {{"table": "orders", "run_id": "run-1", "seq": {seq}}}}}"#
+    ))
+    .expect("valid test event")
+}
