@@ -93,3 +93,38 @@ async fn faulty_plugins_do_not_harm_the_others() {
         "a trap discards the instance"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_plugin_does_not_delay_the_others() {
+    let dir = common::plugins_dir(&["counts", "slow"]);
+    let config =
+        common::config("[plugins.slow]\ntimeout_ms = 500\nfuel = 9_000_000_000_000_000_000\n");
+    let host = common::host(dir.path(), config).await;
+    for seq in 1..=20 {
+        host.emit(common::event(seq)).expect("accepted");
+    }
+    let started = std::time::Instant::now();
+    let stats = |name: &str| {
+        host.summaries()
+            .into_iter()
+            .find(|s| s.name == name)
+            .unwrap()
+            .stats
+    };
+    while stats("counts").handled < 20 {
+        assert!(
+            started.elapsed().as_secs() < 5,
+            "counts is stuck behind slow"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    assert!(
+        stats("slow").total() <= 2,
+        "counts finished all 20 events while slow was still on its first ones"
+    );
+    let summaries = host.shutdown().await;
+    assert!(
+        summaries.iter().all(|s| s.stats.total() == 20),
+        "shutdown drained every event"
+    );
+}

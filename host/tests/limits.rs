@@ -109,3 +109,22 @@ async fn retryable_error_says_so() {
         (FailureClass::Returned, true)
     );
 }
+
+#[tokio::test]
+async fn a_plugin_blocked_in_a_host_call_is_stopped_at_its_timeout() {
+    let started = std::time::Instant::now();
+    let (first, second, instances) =
+        two_outcomes("blocks-in-host-call", "[defaults]\ntimeout_ms = 100").await;
+    assert_eq!(first.class, FailureClass::Timeout);
+    assert_eq!(
+        first.message,
+        "timed out after 100 ms while waiting in a host call"
+    );
+    assert_eq!(second.class, FailureClass::Timeout);
+    assert_eq!(instances, 2, "the cancelled instance is replaced");
+    assert!(
+        started.elapsed().as_secs() < 5,
+        "took {:?}",
+        started.elapsed()
+    );
+}
