@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use smallvec::SmallVec;
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -288,20 +289,17 @@ impl Host {
         self.dispatch(event, true)
     }
 
-    /// Queues `event` for every plugin, waiting for room in full queues.
+    /// Queues `event` for every plugin, waiting for room in full queues: the
+    /// back-pressure a reader of a stream wants. Each plugin gets the event
+    /// as soon as its own queue has room.
     pub async fn send(&self, event: Event) -> Result<(), EmitError> {
-        let mut permits = Vec::with_capacity(self.workers.len());
-        for worker in &self.workers {
-            permits.push(
-                worker
-                    .queue
-                    .reserve()
-                    .await
-                    .map_err(|_| EmitError::ShutDown)?,
-            );
-        }
         let event = Arc::new(event);
-        for permit in permits {
+        for worker in &self.workers {
+            let permit = worker
+                .queue
+                .reserve()
+                .await
+                .map_err(|_| EmitError::ShutDown)?;
             permit.send(Job {
                 event: event.clone(),
                 reply: None,
@@ -311,7 +309,7 @@ impl Host {
     }
 
     fn dispatch(&self, event: Event, with_report: bool) -> Result<PendingReport, EmitError> {
-        let mut permits = Vec::with_capacity(self.workers.len());
+        let mut permits = SmallVec::<[_; 8]>::with_capacity(self.workers.len());
         for worker in &self.workers {
             let permit = worker.queue.try_reserve().map_err(|err| match err {
                 TrySendError::Full(()) => EmitError::QueueFull {

@@ -5,7 +5,10 @@
 //! event" follows from the loop: after any failure other than a returned
 //! error, the store is dropped and the next event gets a fresh instance.
 
+use std::future::{poll_fn, Future};
+use std::pin::pin;
 use std::sync::{Arc, Mutex};
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
@@ -57,14 +60,18 @@ impl Worker {
     pub(crate) async fn run(self, mut queue: mpsc::Receiver<Job>) {
         let mut live = None;
         let mut batch = Vec::with_capacity(BATCH);
+        let mut outcomes = Vec::with_capacity(BATCH);
         while queue.recv_many(&mut batch, BATCH).await > 0 {
+            // One clock read per event: each call starts where the last ended.
+            let mut started = Instant::now();
             for job in batch.drain(..) {
-                let started = Instant::now();
                 let result = self.deliver(&mut live, &job.event, started).await;
+                let ended = Instant::now();
                 let outcome = Outcome {
                     result,
-                    latency: started.elapsed(),
+                    latency: ended - started,
                 };
+                started = ended;
                 if let Err(failure) = &outcome.result {
                     tracing::warn!(
                         plugin = &*self.plugin.name,
@@ -74,12 +81,17 @@ impl Worker {
                         failure.message
                     );
                 }
-                if let Ok(mut stats) = self.stats.lock() {
-                    stats.record(&outcome);
-                }
                 if let Some(reply) = job.reply {
                     // The caller may have stopped waiting; that is fine.
-                    let _ = reply.send(outcome);
+                    let _ = reply.send(outcome.clone());
+                }
+                outcomes.push(outcome);
+            }
+            // Counted once per batch, so readers of the counts contend for
+            // the lock once per wake-up rather than once per event.
+            if let Ok(mut stats) = self.stats.lock() {
+                for outcome in outcomes.drain(..) {
+                    stats.record(&outcome);
                 }
             }
         }
@@ -112,11 +124,11 @@ impl Worker {
             .hook
             .hookhost_hooks_handler()
             .call_handle(&mut live.store, event);
-        match tokio::time::timeout_at((deadline + HOST_CALL_GRACE).into(), call).await {
-            Ok(Ok(Ok(()))) => Ok(()),
-            Ok(Ok(Err(error))) => Err(returned(error)),
-            Ok(Err(trap)) => Err(classify(&trap, &self.limits)),
-            Err(_) => Err(blocked_past_deadline(&self.limits)),
+        match within_deadline(call, deadline).await {
+            Some(Ok(Ok(()))) => Ok(()),
+            Some(Ok(Err(error))) => Err(returned(error)),
+            Some(Err(trap)) => Err(classify(&trap, &self.limits)),
+            None => Err(blocked_past_deadline(&self.limits)),
         }
     }
 
@@ -167,21 +179,34 @@ pub(crate) async fn instantiate(
     });
     arm_limits(&mut store, limits, deadline);
     let instantiate = plugin.pre.instantiate_async(&mut store);
-    match tokio::time::timeout_at((deadline + HOST_CALL_GRACE).into(), instantiate).await {
-        Ok(Ok(hook)) => Ok(Live { store, hook }),
-        Ok(Err(err)) if is_guest_failure(&err) => Err(InstantiateError::Failed(
+    match within_deadline(instantiate, deadline).await {
+        Some(Ok(hook)) => Ok(Live { store, hook }),
+        Some(Err(err)) if is_guest_failure(&err) => Err(InstantiateError::Failed(
             instantiation_failed(classify(&err, limits)),
         )),
         // Linking checked the export names; what is left is their types,
         // and the hook world exports one function.
-        Ok(Err(err)) => Err(InstantiateError::Mismatch(format!(
+        Some(Err(err)) => Err(InstantiateError::Mismatch(format!(
             "its `handle` export has the wrong signature ({err:#}); the world requires \
              `handle: func(event: event) -> result<_, hook-error>`"
         ))),
-        Err(_) => Err(InstantiateError::Failed(instantiation_failed(
+        None => Err(InstantiateError::Failed(instantiation_failed(
             blocked_past_deadline(limits),
         ))),
     }
+}
+
+/// Runs `call` to completion, or gives up on it (dropping it, which cancels
+/// a host call it waits in) shortly after `deadline`. Most calls finish on
+/// their first poll, so the timer is only set up for those that do not.
+async fn within_deadline<F: Future>(call: F, deadline: Instant) -> Option<F::Output> {
+    let mut call = pin!(call);
+    if let Poll::Ready(output) = poll_fn(|cx| Poll::Ready(call.as_mut().poll(cx))).await {
+        return Some(output);
+    }
+    tokio::time::timeout_at((deadline + HOST_CALL_GRACE).into(), call)
+        .await
+        .ok()
 }
 
 /// Whether an error came from running guest code (as opposed to linking).
