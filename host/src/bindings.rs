@@ -11,8 +11,8 @@ wasmtime::component::bindgen!({
     additional_derives: [PartialEq],
 });
 
-pub use hookhost::hooks::log::Level as LogLevel;
-pub use hookhost::hooks::types::{
+pub use self::hookhost::hooks::log::Level as LogLevel;
+pub use self::hookhost::hooks::types::{
     Anomaly, DataDrift, Event, EventKind, HookError, MetricValue, ProfilingCompleted,
     ProfilingFailed, ProfilingSkipped, ProfilingStarted, QualityScoreDegraded,
     QualityThresholdBreached, Retry, SchemaChange, SchemaChangeType, Severity, ValidationFailure,
