@@ -270,7 +270,14 @@ fn timestamp_from_unix(seconds: &serde_json::Number) -> Option<String> {
 }
 
 /// Metadata keys that carry a severity word, in the order they are tried.
-const SEVERITY_KEYS: [&str; 3] = ["severity", "drift_severity", "change_severity"];
+/// Quality-score events carry theirs as `threshold_type` (`warning`,
+/// `critical`).
+const SEVERITY_KEYS: [&str; 4] = [
+    "severity",
+    "drift_severity",
+    "change_severity",
+    "threshold_type",
+];
 
 /// Severity words as emitters spell them (compared case-insensitively).
 const SEVERITY_WORDS: [(&str, Severity); 7] = [
@@ -382,6 +389,10 @@ mod tests {
         );
         assert_eq!(of(r#"{"severity": "odd", "drift_severity": "low"}"#), None);
         assert_eq!(of(r#"{"severity": 3}"#), None);
+        assert_eq!(
+            of(r#"{"threshold_type": "critical"}"#),
+            Some(Severity::Critical)
+        );
         assert_eq!(of("{}"), None);
     }
 }

@@ -216,7 +216,11 @@ fn quality_score_events_round_trip() {
                "previous_score": 88.0, "score_change": -16.5, "threshold_type": "warning",
                "explanation": null}),
     ));
-    assert_eq!(event.severity, None, "threshold_type is not a severity key");
+    assert_eq!(
+        event.severity,
+        Some(Severity::Medium),
+        "threshold_type warning"
+    );
     let degraded = record!(event, QualityScoreDegraded);
     assert_eq!(degraded.score_change, Some(-16.5));
 
