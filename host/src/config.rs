@@ -38,12 +38,27 @@ pub const DEFAULT_QUEUE_CAPACITY: usize = 65_536;
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
+    /// Engine-wide settings.
+    #[serde(default)]
+    pub engine: EngineConfig,
     /// Limits for every plugin that does not override them.
     #[serde(default)]
     pub defaults: LimitsConfig,
     /// Per-plugin sections, keyed by plugin name (the `.wasm` file's stem).
     #[serde(default)]
     pub plugins: BTreeMap<String, PluginConfig>,
+}
+
+/// The `[engine]` section.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct EngineConfig {
+    /// `false` turns the compiled-component cache off.
+    pub cache: Option<bool>,
+    /// Where compiled components are cached. Without it, the embedder's
+    /// choice applies (`hookhost` uses `~/.cache/hookhost/components`; the
+    /// library caches nowhere unless `HostBuilder::cache_dir` says so).
+    pub cache_dir: Option<PathBuf>,
 }
 
 /// Limits as written in the file; anything left out falls back to the

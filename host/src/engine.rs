@@ -1,6 +1,7 @@
 //! The one wasmtime `Engine` and `Linker` a host uses, and the ticker thread
 //! that drives epoch-based timeouts.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
@@ -9,6 +10,7 @@ use wasmtime::component::{HasSelf, Linker};
 use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use crate::bindings::Hook;
+use crate::cache::Compiler;
 use crate::state::PluginState;
 
 /// How often the epoch advances. A running guest checks its deadline (and
@@ -43,23 +45,35 @@ pub struct EngineError(String);
 pub struct Runtime {
     engine: Engine,
     linker: Linker<PluginState>,
+    compiler: Compiler,
 }
 
 impl Runtime {
     /// Creates the engine (fuel, epochs and the pooling allocator on) and
     /// the linker, and starts the epoch ticker, which stops by itself when
-    /// the engine is dropped.
-    pub fn new() -> Result<Arc<Runtime>, EngineError> {
+    /// the engine is dropped. Compiled components are cached in `cache_dir`
+    /// when one is given.
+    pub fn new(cache_dir: Option<PathBuf>) -> Result<Arc<Runtime>, EngineError> {
         let engine = Engine::new(&engine_config()).map_err(|e| EngineError(format!("{e:#}")))?;
         let linker = linker(&engine).map_err(|e| EngineError(format!("{e:#}")))?;
         spawn_epoch_ticker(&engine)
             .map_err(|e| EngineError(format!("cannot start the epoch ticker thread: {e}")))?;
-        Ok(Arc::new(Runtime { engine, linker }))
+        let compiler = Compiler::new(&engine, cache_dir);
+        Ok(Arc::new(Runtime {
+            engine,
+            linker,
+            compiler,
+        }))
     }
 
     /// The engine.
     pub fn engine(&self) -> &Engine {
         &self.engine
+    }
+
+    /// Compiles components, through the cache.
+    pub fn compiler(&self) -> &Compiler {
+        &self.compiler
     }
 
     /// The linker with WASI and the hookhost imports.

@@ -10,6 +10,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::bindings::Event;
+use crate::cache::CacheStats;
 use crate::config::Config;
 use crate::engine::{EngineError, Runtime};
 use crate::outcome::{Failure, FailureClass, Outcome, PluginStats};
@@ -54,6 +55,7 @@ pub enum EmitError {
 #[derive(Default)]
 pub struct HostBuilder {
     plugins_dir: Option<PathBuf>,
+    cache_dir: Option<PathBuf>,
     embedded: Vec<(String, Vec<u8>)>,
     config: Config,
 }
@@ -71,6 +73,13 @@ impl HostBuilder {
         self
     }
 
+    /// Caches compiled components in `dir`, unless the config's `[engine]`
+    /// section names another folder or turns the cache off.
+    pub fn cache_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.cache_dir = Some(dir.into());
+        self
+    }
+
     /// Uses `config` for limits, enabled switches and settings.
     pub fn config(mut self, config: Config) -> Self {
         self.config = config;
@@ -80,8 +89,13 @@ impl HostBuilder {
     /// Compiles the plugins (off the async threads, in parallel) and starts
     /// a worker for each. A file that fails to load is reported through
     /// [`Host::load_errors`] and skipped; the rest still load.
-    pub async fn build(self) -> Result<Host, HostError> {
-        let runtime = Runtime::new()?;
+    pub async fn build(mut self) -> Result<Host, HostError> {
+        let engine = &self.config.engine;
+        let cache_dir = match engine.cache {
+            Some(false) => None,
+            _ => engine.cache_dir.clone().or(self.cache_dir.take()),
+        };
+        let runtime = Runtime::new(cache_dir)?;
         let mut sources: Vec<(PathBuf, Option<Vec<u8>>)> = self
             .embedded
             .into_iter()
@@ -145,7 +159,7 @@ impl HostBuilder {
         Ok(Host {
             workers,
             load_errors,
-            _runtime: runtime,
+            runtime,
         })
     }
 }
@@ -180,6 +194,7 @@ fn spawn_worker(plugin: LoadedPlugin, config: &Config) -> WorkerHandle {
         plugin = &*plugin.name,
         path = %plugin.path.display(),
         bytes = plugin.size,
+        version = &plugin.hash[..12],
         compile_ms = plugin.compile_time.as_millis() as u64,
         "loaded"
     );
@@ -210,7 +225,7 @@ fn spawn_worker(plugin: LoadedPlugin, config: &Config) -> WorkerHandle {
 pub struct Host {
     workers: Vec<WorkerHandle>,
     load_errors: Vec<LoadError>,
-    _runtime: Arc<Runtime>,
+    runtime: Arc<Runtime>,
 }
 
 /// A plugin's name, file and counts.
@@ -270,6 +285,11 @@ impl Host {
     /// Files that did not load, with the reason.
     pub fn load_errors(&self) -> &[LoadError] {
         &self.load_errors
+    }
+
+    /// What the compiled-component cache did while loading.
+    pub fn cache_stats(&self) -> CacheStats {
+        self.runtime.compiler().stats()
     }
 
     /// Names of the loaded plugins, in dispatch order.

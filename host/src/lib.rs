@@ -29,6 +29,7 @@
 //! ```
 
 pub mod bindings;
+pub mod cache;
 pub mod capabilities;
 pub mod config;
 pub mod engine;
@@ -40,6 +41,7 @@ pub mod state;
 mod worker;
 
 pub use bindings::{Event, EventKind, HookError, Severity};
+pub use cache::CacheStats;
 pub use config::{Config, Limits};
 pub use host::{EmitError, Host, HostBuilder, PendingReport, PluginSummary, Report};
 pub use outcome::{Failure, FailureClass, Outcome, PluginStats};

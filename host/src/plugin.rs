@@ -10,6 +10,7 @@ use wasmtime::component::types::{ComponentExtern, ComponentItem};
 use wasmtime::component::Component;
 
 use crate::bindings::HookPre;
+use crate::cache::content_hash;
 use crate::config::Limits;
 use crate::engine::Runtime;
 use crate::state::PluginState;
@@ -27,7 +28,10 @@ pub struct LoadedPlugin {
     pub path: PathBuf,
     /// Size of the file in bytes.
     pub size: u64,
-    /// Time spent compiling it.
+    /// SHA-256 of the file's content, in hex: which version is loaded.
+    pub hash: String,
+    /// Time spent compiling it, or loading it from the compiled-component
+    /// cache.
     pub compile_time: Duration,
     pub(crate) pre: HookPre<PluginState>,
 }
@@ -107,8 +111,16 @@ pub fn load(runtime: &Runtime, path: &Path) -> Result<LoadedPlugin, LoadError> {
 /// Like [`load`], for bytes already in memory; `path` names them in errors.
 pub fn load_bytes(runtime: &Runtime, path: &Path, bytes: &[u8]) -> Result<LoadedPlugin, LoadError> {
     let started = Instant::now();
-    let component = compile(runtime, path, bytes)?;
-    link(runtime, path, &component, bytes.len(), started.elapsed())
+    let hash = content_hash(bytes);
+    let component = compile(runtime, path, bytes, &hash)?;
+    link(
+        runtime,
+        path,
+        &component,
+        bytes.len(),
+        hash,
+        started.elapsed(),
+    )
 }
 
 /// Checks a compiled component's imports and exports against the world.
@@ -117,6 +129,7 @@ fn link(
     path: &Path,
     component: &Component,
     size: usize,
+    hash: String,
     compile_time: Duration,
 ) -> Result<LoadedPlugin, LoadError> {
     let pre = instantiate_pre(runtime, component).map_err(|reason| LoadError::WrongWorld {
@@ -127,6 +140,7 @@ fn link(
         name: plugin_name(path).into(),
         path: path.to_owned(),
         size: size as u64,
+        hash,
         compile_time,
         pre,
     })
@@ -136,14 +150,15 @@ fn link(
 pub async fn inspect(runtime: &Runtime, path: &Path) -> Result<ComponentReport, LoadError> {
     let bytes = read(path)?;
     let started = Instant::now();
-    let component = compile(runtime, path, &bytes)?;
+    let hash = content_hash(&bytes);
+    let component = compile(runtime, path, &bytes, &hash)?;
     let compile_time = started.elapsed();
     let ty = component.component_type();
     let describe =
         |(name, item): (&str, ComponentExtern)| format!("{name} ({})", item_kind(&item.ty));
     let imports = ty.imports(runtime.engine()).map(describe).collect();
     let exports = ty.exports(runtime.engine()).map(describe).collect();
-    let verdict = match link(runtime, path, &component, bytes.len(), compile_time) {
+    let verdict = match link(runtime, path, &component, bytes.len(), hash, compile_time) {
         Ok(plugin) => probe(&plugin, &Limits::default()).await,
         Err(err) => Err(err),
     };
@@ -161,12 +176,21 @@ fn read(path: &Path) -> Result<Vec<u8>, LoadError> {
     })
 }
 
-fn compile(runtime: &Runtime, path: &Path, bytes: &[u8]) -> Result<Component, LoadError> {
+fn compile(
+    runtime: &Runtime,
+    path: &Path,
+    bytes: &[u8],
+    hash: &str,
+) -> Result<Component, LoadError> {
     check_header(path, bytes)?;
-    Component::from_binary(runtime.engine(), bytes).map_err(|err| LoadError::Invalid {
-        path: path.to_owned(),
-        reason: format!("{err:#}"),
-    })
+    let engine = runtime.engine();
+    runtime
+        .compiler()
+        .component(engine, bytes, hash)
+        .map_err(|err| LoadError::Invalid {
+            path: path.to_owned(),
+            reason: format!("{err:#}"),
+        })
 }
 
 fn check_header(path: &Path, bytes: &[u8]) -> Result<(), LoadError> {

@@ -5,8 +5,18 @@ mod common;
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
 
+/// The `hookhost` command, caching compiled components in a folder that
+/// lives as long as the process (the test's own, not the user's cache).
+fn command() -> Command {
+    static CACHE: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+    let cache = CACHE.get_or_init(|| tempfile::tempdir().expect("temporary folder"));
+    let mut command = Command::new(env!("CARGO_BIN_EXE_hookhost"));
+    command.env("XDG_CACHE_HOME", cache.path());
+    command
+}
+
 fn hookhost(args: &[&str], stdin: &str) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_hookhost"))
+    let mut child = command()
         .args(args)
         .env("RUST_LOG", "warn")
         .stdin(Stdio::piped())
@@ -69,7 +79,7 @@ fn run_without_plugins_uses_the_builtin_logging_plugin() {
         "/../examples/events.jsonl"
     ))
     .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_hookhost"))
+    let out = command()
         .arg("run")
         .env("RUST_LOG", "info")
         .stdin(

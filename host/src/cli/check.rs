@@ -8,7 +8,7 @@ use hookhost::plugin::{self, HOOK_WORLD};
 
 /// Prints whether `file` is a valid plugin, and its imports and exports.
 pub async fn check(file: &Path) -> anyhow::Result<ExitCode> {
-    let runtime = Runtime::new()?;
+    let runtime = Runtime::new(None)?;
     let report = plugin::inspect(&runtime, file).await?;
     println!("imports:");
     for import in &report.imports {

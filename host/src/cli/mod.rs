@@ -62,6 +62,9 @@ impl HostArgs {
             None => Config::default(),
         };
         let mut builder = Host::builder().config(config);
+        if let Some(dir) = hookhost::cache::default_cache_dir() {
+            builder = builder.cache_dir(dir);
+        }
         match &self.plugins {
             Some(dir) => builder = builder.plugins_dir(dir),
             None => {
