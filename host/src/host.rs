@@ -2,20 +2,21 @@
 //! each to every plugin's worker, and shuts down without losing what it took.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use smallvec::SmallVec;
 use tokio::sync::mpsc::error::TrySendError;
-use tokio::sync::{mpsc, oneshot};
-use tokio::task::JoinHandle;
+use tokio::sync::oneshot;
 
 use crate::bindings::Event;
 use crate::cache::CacheStats;
 use crate::config::Config;
 use crate::engine::{EngineError, Runtime};
-use crate::outcome::{Failure, FailureClass, Outcome, PluginStats};
-use crate::plugin::{self, LoadError, LoadedPlugin};
-use crate::worker::{Job, Worker};
+use crate::outcome::{Failure, FailureClass, Outcome};
+use crate::plugin::{self, LoadError};
+use crate::registry::{PluginSummary, Registry, ReloadStats};
+use crate::watch::Watcher;
+use crate::worker::Job;
 
 /// Why a host could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -23,6 +24,14 @@ pub enum HostError {
     /// The engine could not be set up.
     #[error(transparent)]
     Engine(#[from] EngineError),
+    /// The plugins folder could not be watched for changes.
+    #[error("cannot watch plugins folder {path}: {reason}")]
+    Watch {
+        /// The folder.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
     /// The plugins folder could not be listed.
     #[error("cannot read plugins folder {path}: {source}")]
     PluginsDir {
@@ -55,6 +64,7 @@ pub enum EmitError {
 #[derive(Default)]
 pub struct HostBuilder {
     plugins_dir: Option<PathBuf>,
+    watch: bool,
     cache_dir: Option<PathBuf>,
     embedded: Vec<(String, Vec<u8>)>,
     config: Config,
@@ -64,6 +74,14 @@ impl HostBuilder {
     /// Loads every `*.wasm` file in `dir`.
     pub fn plugins_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.plugins_dir = Some(dir.into());
+        self
+    }
+
+    /// Watches the plugins folder while the host runs: a new `.wasm` file is
+    /// loaded, a changed one swapped in between two events, a removed one
+    /// unloaded once its queued events are done.
+    pub fn watch(mut self, watch: bool) -> Self {
+        self.watch = watch;
         self
     }
 
@@ -151,15 +169,22 @@ impl HostBuilder {
                 }
             }
         }
-        plugins.sort_by(|a, b| a.name.cmp(&b.name));
-        let workers = plugins
-            .into_iter()
-            .map(|plugin| spawn_worker(plugin, &self.config))
-            .collect();
-        Ok(Host {
-            workers,
-            load_errors,
+        let shared = Arc::new(Shared {
             runtime,
+            registry: Registry::default(),
+            config: self.config,
+        });
+        for plugin in plugins {
+            shared.registry.add(plugin, &shared.config);
+        }
+        let watcher = match (&self.plugins_dir, self.watch) {
+            (Some(dir), true) => Some(Watcher::start(shared.clone(), dir)?),
+            _ => None,
+        };
+        Ok(Host {
+            shared,
+            load_errors,
+            watcher,
         })
     }
 }
@@ -178,65 +203,22 @@ fn wasm_files(dir: &Path) -> Result<Vec<PathBuf>, HostError> {
     Ok(files)
 }
 
-/// A running plugin as the host sees it.
-struct WorkerHandle {
-    name: Arc<str>,
-    path: PathBuf,
-    capacity: usize,
-    queue: mpsc::Sender<Job>,
-    stats: Arc<Mutex<PluginStats>>,
-    task: JoinHandle<()>,
-}
-
-fn spawn_worker(plugin: LoadedPlugin, config: &Config) -> WorkerHandle {
-    let limits = config.limits_for(&plugin.name);
-    tracing::info!(
-        plugin = &*plugin.name,
-        path = %plugin.path.display(),
-        bytes = plugin.size,
-        version = &plugin.hash[..12],
-        compile_ms = plugin.compile_time.as_millis() as u64,
-        "loaded"
-    );
-    let (queue, receiver) = mpsc::channel(limits.queue_capacity);
-    let stats = Arc::new(Mutex::new(PluginStats::default()));
-    let (name, path) = (plugin.name.clone(), plugin.path.clone());
-    let worker = Worker {
-        settings: Arc::new(config.settings_for(&plugin.name)),
-        plugin,
-        limits,
-        stats: stats.clone(),
-    };
-    WorkerHandle {
-        name,
-        path,
-        capacity: limits.queue_capacity,
-        queue,
-        stats,
-        task: tokio::spawn(worker.run(receiver)),
-    }
-}
-
 /// A set of loaded plugins and their workers.
 ///
 /// Create one with [`Host::builder`] inside a tokio runtime. `emit` and
 /// `emit_with_report` never block and may be called from any thread; `send`
 /// waits for queue room; `shutdown` finishes every accepted event.
 pub struct Host {
-    workers: Vec<WorkerHandle>,
+    shared: Arc<Shared>,
     load_errors: Vec<LoadError>,
-    runtime: Arc<Runtime>,
+    watcher: Option<Watcher>,
 }
 
-/// A plugin's name, file and counts.
-#[derive(Debug, Clone)]
-pub struct PluginSummary {
-    /// The plugin's name.
-    pub name: String,
-    /// The file it was loaded from.
-    pub path: PathBuf,
-    /// Its counts so far.
-    pub stats: PluginStats,
+/// What the host and its plugins-folder watcher share.
+pub(crate) struct Shared {
+    pub(crate) runtime: Arc<Runtime>,
+    pub(crate) registry: Registry,
+    pub(crate) config: Config,
 }
 
 /// Every plugin's outcome for one event.
@@ -265,6 +247,7 @@ impl PendingReport {
                     retryable: true,
                     message: "the plugin's worker stopped before handling the event".into(),
                 }),
+                version: Arc::from(""),
                 latency: Default::default(),
             });
             outcomes.push((name.to_string(), outcome));
@@ -287,14 +270,20 @@ impl Host {
         &self.load_errors
     }
 
-    /// What the compiled-component cache did while loading.
+    /// What the compiled-component cache did so far.
     pub fn cache_stats(&self) -> CacheStats {
-        self.runtime.compiler().stats()
+        self.shared.runtime.compiler().stats()
     }
 
-    /// Names of the loaded plugins, in dispatch order.
+    /// What hot reload did so far.
+    pub fn reload_stats(&self) -> ReloadStats {
+        self.shared.registry.reload_stats()
+    }
+
+    /// Names of the live plugins, in dispatch order.
     pub fn plugin_names(&self) -> Vec<String> {
-        self.workers.iter().map(|w| w.name.to_string()).collect()
+        let routes = self.shared.registry.routes();
+        routes.iter().map(|r| r.name.to_string()).collect()
     }
 
     /// Queues `event` for every plugin without waiting. Fails, delivering to
@@ -314,13 +303,13 @@ impl Host {
     /// as soon as its own queue has room.
     pub async fn send(&self, event: Event) -> Result<(), EmitError> {
         let event = Arc::new(event);
-        for worker in &self.workers {
-            let permit = worker
+        for route in self.shared.registry.routes().iter() {
+            let permit = route
                 .queue
                 .reserve()
                 .await
                 .map_err(|_| EmitError::ShutDown)?;
-            permit.send(Job {
+            permit.send(Job::Event {
                 event: event.clone(),
                 reply: None,
             });
@@ -329,12 +318,13 @@ impl Host {
     }
 
     fn dispatch(&self, event: Event, with_report: bool) -> Result<PendingReport, EmitError> {
-        let mut permits = SmallVec::<[_; 8]>::with_capacity(self.workers.len());
-        for worker in &self.workers {
-            let permit = worker.queue.try_reserve().map_err(|err| match err {
+        let routes = self.shared.registry.routes();
+        let mut permits = SmallVec::<[_; 8]>::with_capacity(routes.len());
+        for route in routes.iter() {
+            let permit = route.queue.try_reserve().map_err(|err| match err {
                 TrySendError::Full(()) => EmitError::QueueFull {
-                    plugin: worker.name.to_string(),
-                    capacity: worker.capacity,
+                    plugin: route.name.to_string(),
+                    capacity: route.capacity,
                 },
                 TrySendError::Closed(()) => EmitError::ShutDown,
             })?;
@@ -345,13 +335,13 @@ impl Host {
             waiting: Vec::new(),
         };
         let event = Arc::new(event);
-        for (permit, worker) in permits.into_iter().zip(&self.workers) {
+        for (permit, route) in permits.into_iter().zip(routes.iter()) {
             let reply = with_report.then(|| {
                 let (sender, receiver) = oneshot::channel();
-                report.waiting.push((worker.name.clone(), receiver));
+                report.waiting.push((route.name.clone(), receiver));
                 sender
             });
-            permit.send(Job {
+            permit.send(Job::Event {
                 event: event.clone(),
                 reply,
             });
@@ -359,40 +349,17 @@ impl Host {
         Ok(report)
     }
 
-    /// Each plugin's counts so far.
+    /// Each live plugin's version and counts so far.
     pub fn summaries(&self) -> Vec<PluginSummary> {
-        self.workers.iter().map(summary).collect()
+        self.shared.registry.summaries()
     }
 
-    /// Stops taking events, waits until every accepted event is handled,
-    /// and returns the final counts.
-    pub async fn shutdown(self) -> Vec<PluginSummary> {
-        let mut summaries = Vec::with_capacity(self.workers.len());
-        let mut tasks = Vec::with_capacity(self.workers.len());
-        for worker in self.workers {
-            // Closing the queue lets the worker finish what is in it and exit.
-            drop(worker.queue);
-            tasks.push((worker.task, worker.name, worker.path, worker.stats));
+    /// Stops watching, stops taking events, waits until every accepted
+    /// event is handled, and returns every plugin's final counts.
+    pub async fn shutdown(mut self) -> Vec<PluginSummary> {
+        if let Some(watcher) = self.watcher.take() {
+            watcher.stop().await;
         }
-        for (task, name, path, stats) in tasks {
-            if let Err(err) = task.await {
-                tracing::error!(plugin = &*name, "worker task ended abnormally: {err}");
-            }
-            let stats = stats.lock().map(|s| s.clone()).unwrap_or_default();
-            summaries.push(PluginSummary {
-                name: name.to_string(),
-                path,
-                stats,
-            });
-        }
-        summaries
-    }
-}
-
-fn summary(worker: &WorkerHandle) -> PluginSummary {
-    PluginSummary {
-        name: worker.name.to_string(),
-        path: worker.path.clone(),
-        stats: worker.stats.lock().map(|s| s.clone()).unwrap_or_default(),
+        self.shared.registry.shutdown().await
     }
 }

@@ -37,11 +37,14 @@ pub mod event;
 pub mod host;
 pub mod outcome;
 pub mod plugin;
+mod registry;
 pub mod state;
+mod watch;
 mod worker;
 
 pub use bindings::{Event, EventKind, HookError, Severity};
 pub use cache::CacheStats;
 pub use config::{Config, Limits};
-pub use host::{EmitError, Host, HostBuilder, PendingReport, PluginSummary, Report};
+pub use host::{EmitError, Host, HostBuilder, PendingReport, Report};
 pub use outcome::{Failure, FailureClass, Outcome, PluginStats};
+pub use registry::{PluginSummary, ReloadStats};

@@ -2,6 +2,7 @@
 //! it per plugin.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Why a plugin did not handle an event.
@@ -77,6 +78,8 @@ impl fmt::Display for Failure {
 pub struct Outcome {
     /// `Ok` when the hook handled the event.
     pub result: Result<(), Failure>,
+    /// Content hash (SHA-256, hex) of the plugin version that handled it.
+    pub version: Arc<str>,
     /// Time from the start of the call to its end (including instantiating a
     /// fresh instance when one was needed).
     pub latency: Duration,

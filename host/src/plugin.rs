@@ -29,7 +29,7 @@ pub struct LoadedPlugin {
     /// Size of the file in bytes.
     pub size: u64,
     /// SHA-256 of the file's content, in hex: which version is loaded.
-    pub hash: String,
+    pub hash: Arc<str>,
     /// Time spent compiling it, or loading it from the compiled-component
     /// cache.
     pub compile_time: Duration,
@@ -90,6 +90,20 @@ pub enum LoadError {
     },
 }
 
+impl LoadError {
+    /// The file the error is about.
+    pub fn path(&self) -> &Path {
+        match self {
+            LoadError::Read { path, .. }
+            | LoadError::NotWasm { path }
+            | LoadError::CoreModule { path }
+            | LoadError::Invalid { path, .. }
+            | LoadError::Instantiate { path, .. }
+            | LoadError::WrongWorld { path, .. } => path,
+        }
+    }
+}
+
 /// First bytes of every WebAssembly binary.
 const WASM_MAGIC: &[u8; 4] = b"\0asm";
 /// The version field of a core module (`1 0 0 0`); components use another.
@@ -111,7 +125,7 @@ pub fn load(runtime: &Runtime, path: &Path) -> Result<LoadedPlugin, LoadError> {
 /// Like [`load`], for bytes already in memory; `path` names them in errors.
 pub fn load_bytes(runtime: &Runtime, path: &Path, bytes: &[u8]) -> Result<LoadedPlugin, LoadError> {
     let started = Instant::now();
-    let hash = content_hash(bytes);
+    let hash: Arc<str> = content_hash(bytes).into();
     let component = compile(runtime, path, bytes, &hash)?;
     link(
         runtime,
@@ -129,7 +143,7 @@ fn link(
     path: &Path,
     component: &Component,
     size: usize,
-    hash: String,
+    hash: Arc<str>,
     compile_time: Duration,
 ) -> Result<LoadedPlugin, LoadError> {
     let pre = instantiate_pre(runtime, component).map_err(|reason| LoadError::WrongWorld {
@@ -150,7 +164,7 @@ fn link(
 pub async fn inspect(runtime: &Runtime, path: &Path) -> Result<ComponentReport, LoadError> {
     let bytes = read(path)?;
     let started = Instant::now();
-    let hash = content_hash(&bytes);
+    let hash: Arc<str> = content_hash(&bytes).into();
     let component = compile(runtime, path, &bytes, &hash)?;
     let compile_time = started.elapsed();
     let ty = component.component_type();

@@ -30,10 +30,15 @@ const BATCH: usize = 256;
 /// within one tick of the deadline, before this fires.
 const HOST_CALL_GRACE: Duration = Duration::from_millis(10);
 
-/// One event for one plugin, and where to send the outcome if anyone asked.
-pub(crate) struct Job {
-    pub(crate) event: Arc<Event>,
-    pub(crate) reply: Option<oneshot::Sender<Outcome>>,
+/// What a worker takes off its queue, in order.
+pub(crate) enum Job {
+    /// One event, and where to send the outcome if anyone asked.
+    Event {
+        event: Arc<Event>,
+        reply: Option<oneshot::Sender<Outcome>>,
+    },
+    /// A new version of the plugin, for every later event.
+    Swap(Box<LoadedPlugin>),
 }
 
 /// The wall-clock deadline of a call passed while the guest was running.
@@ -53,11 +58,14 @@ pub(crate) struct Worker {
     pub(crate) limits: Limits,
     pub(crate) settings: Arc<toml::Table>,
     pub(crate) stats: Arc<Mutex<PluginStats>>,
+    /// The live version and file, published for reports.
+    pub(crate) version: Arc<Mutex<Arc<str>>>,
+    pub(crate) path: Arc<Mutex<std::path::PathBuf>>,
 }
 
 impl Worker {
     /// Handles jobs until the queue is closed and empty.
-    pub(crate) async fn run(self, mut queue: mpsc::Receiver<Job>) {
+    pub(crate) async fn run(mut self, mut queue: mpsc::Receiver<Job>) {
         let mut live = None;
         let mut batch = Vec::with_capacity(BATCH);
         let mut outcomes = Vec::with_capacity(BATCH);
@@ -65,23 +73,32 @@ impl Worker {
             // One clock read per event: each call starts where the last ended.
             let mut started = Instant::now();
             for job in batch.drain(..) {
-                let result = self.deliver(&mut live, &job.event, started).await;
+                let (event, reply) = match job {
+                    Job::Event { event, reply } => (event, reply),
+                    Job::Swap(plugin) => {
+                        self.switch_to(*plugin);
+                        live = None;
+                        continue;
+                    }
+                };
+                let result = self.deliver(&mut live, &event, started).await;
                 let ended = Instant::now();
                 let outcome = Outcome {
                     result,
+                    version: self.plugin.hash.clone(),
                     latency: ended - started,
                 };
                 started = ended;
                 if let Err(failure) = &outcome.result {
                     tracing::warn!(
                         plugin = &*self.plugin.name,
-                        event = job.event.id,
+                        event = event.id,
                         class = failure.class.as_str(),
                         "{}",
                         failure.message
                     );
                 }
-                if let Some(reply) = job.reply {
+                if let Some(reply) = reply {
                     // The caller may have stopped waiting; that is fine.
                     let _ = reply.send(outcome.clone());
                 }
@@ -95,6 +112,17 @@ impl Worker {
                 }
             }
         }
+    }
+
+    /// Makes `plugin` the version that handles every later event.
+    fn switch_to(&mut self, plugin: LoadedPlugin) {
+        if let Ok(mut version) = self.version.lock() {
+            *version = plugin.hash.clone();
+        }
+        if let Ok(mut path) = self.path.lock() {
+            *path = plugin.path.clone();
+        }
+        self.plugin = plugin;
     }
 
     /// Calls the hook with `event`, instantiating first if needed, and drops

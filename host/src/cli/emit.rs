@@ -12,7 +12,7 @@ use super::HostArgs;
 /// plugin failed.
 pub async fn emit(args: &HostArgs, json: &str) -> anyhow::Result<ExitCode> {
     let event = Event::from_json(json).context("the event argument is not a valid event")?;
-    let host = args.build_host().await?;
+    let host = args.build_host(false).await?;
     let report = host.emit_with_report(event)?.wait().await;
     host.shutdown().await;
     let mut all_ok = true;

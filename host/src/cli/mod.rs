@@ -55,8 +55,9 @@ struct HostArgs {
 }
 
 impl HostArgs {
-    /// Builds the host, reporting plugins that failed to load.
-    async fn build_host(&self) -> anyhow::Result<Host> {
+    /// Builds the host, reporting plugins that failed to load. With `watch`,
+    /// changes to the plugins folder are applied while it runs.
+    async fn build_host(&self, watch: bool) -> anyhow::Result<Host> {
         let config = match &self.config {
             Some(path) => Config::from_file(path)?,
             None => Config::default(),
@@ -66,7 +67,7 @@ impl HostArgs {
             builder = builder.cache_dir(dir);
         }
         match &self.plugins {
-            Some(dir) => builder = builder.plugins_dir(dir),
+            Some(dir) => builder = builder.plugins_dir(dir).watch(watch),
             None => {
                 for (name, bytes) in builtin::PLUGINS {
                     builder = builder.plugin_bytes(*name, *bytes);

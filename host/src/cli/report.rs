@@ -45,7 +45,7 @@ pub fn summary_table(summaries: &[PluginSummary]) -> String {
     for class in FailureClass::ALL {
         out += &format!(" {:>7}", class.as_str());
     }
-    out += &format!(" {:>10} {:>10}\n", "mean", "p99");
+    out += &format!(" {:>10} {:>10}  {}\n", "mean", "p99", "version");
     for summary in summaries {
         let stats = &summary.stats;
         out += &format!(
@@ -58,9 +58,10 @@ pub fn summary_table(summaries: &[PluginSummary]) -> String {
             out += &format!(" {:>7}", stats.failed(class));
         }
         out += &format!(
-            " {:>10} {:>10}\n",
+            " {:>10} {:>10}  {}\n",
             format_duration(stats.mean_latency()),
-            format_duration(stats.p99_latency())
+            format_duration(stats.p99_latency()),
+            &summary.version[..summary.version.len().min(12)]
         );
     }
     out

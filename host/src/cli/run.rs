@@ -1,5 +1,6 @@
 //! `hookhost run`: events as JSON lines on stdin until end of input (or
-//! Ctrl-C), then a summary per plugin.
+//! Ctrl-C), then a summary per plugin. Changes to the plugins folder are
+//! applied while it runs.
 
 use std::process::ExitCode;
 
@@ -12,7 +13,7 @@ use super::HostArgs;
 /// Reads stdin line by line. A malformed line is reported with its number
 /// and skipped; everything accepted is handled before the summary prints.
 pub async fn run(args: &HostArgs) -> anyhow::Result<ExitCode> {
-    let host = args.build_host().await?;
+    let host = args.build_host(true).await?;
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
     let (mut line_number, mut accepted, mut skipped) = (0u64, 0u64, 0u64);
     let interrupted = tokio::signal::ctrl_c();

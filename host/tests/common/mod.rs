@@ -56,3 +56,45 @@ pub fn event(seq: u64) -> Event {
     ))
     .expect("valid test event")
 }
+
+/// Waits until `condition` holds, failing the test after 20 seconds.
+pub async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
+    let started = std::time::Instant::now();
+    while !condition() {
+        assert!(
+            started.elapsed().as_secs() < 20,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
+/// `component` with a custom section of `padding` bytes appended: the same
+/// hook, with other content (and so another version hash).
+pub fn variant(component: &[u8], name: &str, padding: usize) -> Vec<u8> {
+    fn leb128(mut n: usize, out: &mut Vec<u8>) {
+        loop {
+            let byte = (n & 0x7f) as u8;
+            n >>= 7;
+            if n == 0 {
+                out.push(byte);
+                return;
+            }
+            out.push(byte | 0x80);
+        }
+    }
+    let mut payload = Vec::new();
+    leb128(name.len(), &mut payload);
+    payload.extend_from_slice(name.as_bytes());
+    payload.resize(payload.len() + padding, 0);
+    let mut out = component.to_vec();
+    out.push(0);
+    leb128(payload.len(), &mut out);
+    out.extend(payload);
+    out
+}
+
+/// SHA-256 of `bytes` in hex, as the host names versions.
+pub fn version_of(bytes: &[u8]) -> String {
+    hookhost::cache::content_hash(bytes)
+}

@@ -1,0 +1,263 @@
+//! The live set of plugins: for each, the queue its worker reads, and the
+//! worker's task and counts. Dispatch reads a snapshot (`Arc<Routes>`);
+//! loading, swapping and unloading publish a new one, so `emit` never waits
+//! on a reload.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::config::Config;
+use crate::outcome::PluginStats;
+use crate::plugin::LoadedPlugin;
+use crate::worker::{Job, Worker};
+
+/// Where events for one plugin go.
+pub(crate) struct Route {
+    pub(crate) name: Arc<str>,
+    pub(crate) capacity: usize,
+    pub(crate) queue: mpsc::Sender<Job>,
+    /// Content hash of the version that will handle the next queued event.
+    pub(crate) version: Arc<str>,
+}
+
+/// Every plugin's route, sorted by name.
+pub(crate) type Routes = Vec<Arc<Route>>;
+
+/// A worker task and what stays readable after it ends.
+struct WorkerRecord {
+    name: Arc<str>,
+    path: Arc<Mutex<PathBuf>>,
+    version: Arc<Mutex<Arc<str>>>,
+    stats: Arc<Mutex<PluginStats>>,
+    task: JoinHandle<()>,
+}
+
+/// A plugin's name, file, live version and counts.
+#[derive(Debug, Clone)]
+pub struct PluginSummary {
+    /// The plugin's name.
+    pub name: String,
+    /// The file it was loaded from.
+    pub path: PathBuf,
+    /// SHA-256 (hex) of the version live now, or last, if unloaded.
+    pub version: String,
+    /// Its counts so far.
+    pub stats: PluginStats,
+}
+
+/// Counts of what hot reload did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReloadStats {
+    /// New plugins loaded while running.
+    pub loaded: u64,
+    /// Live plugins replaced by a new version.
+    pub swapped: u64,
+    /// New files or versions rejected (the previous version kept serving).
+    pub rejected: u64,
+    /// Plugins unloaded because their file was removed or disabled.
+    pub unloaded: u64,
+}
+
+/// The registry: routes for dispatch, worker records for reports.
+#[derive(Default)]
+pub(crate) struct Registry {
+    routes: RwLock<Arc<Routes>>,
+    workers: Mutex<Vec<WorkerRecord>>,
+    loaded: AtomicU64,
+    swapped: AtomicU64,
+    rejected: AtomicU64,
+    unloaded: AtomicU64,
+}
+
+impl Registry {
+    /// The routes to dispatch the next event to.
+    pub(crate) fn routes(&self) -> Arc<Routes> {
+        self.routes
+            .read()
+            .map(|routes| routes.clone())
+            .unwrap_or_default()
+    }
+
+    fn publish(&self, change: impl FnOnce(&mut Routes)) {
+        if let Ok(mut routes) = self.routes.write() {
+            let mut next: Routes = routes.as_ref().clone();
+            change(&mut next);
+            next.sort_by(|a, b| a.name.cmp(&b.name));
+            *routes = Arc::new(next);
+        }
+    }
+
+    /// Starts a worker for `plugin` and routes events to it.
+    pub(crate) fn add(&self, plugin: LoadedPlugin, config: &Config) {
+        let limits = config.limits_for(&plugin.name);
+        tracing::info!(
+            plugin = &*plugin.name,
+            path = %plugin.path.display(),
+            bytes = plugin.size,
+            version = short(&plugin.hash),
+            compile_ms = plugin.compile_time.as_millis() as u64,
+            "loaded"
+        );
+        let (queue, receiver) = mpsc::channel(limits.queue_capacity);
+        let stats = Arc::new(Mutex::new(PluginStats::default()));
+        let version = Arc::new(Mutex::new(plugin.hash.clone()));
+        let path = Arc::new(Mutex::new(plugin.path.clone()));
+        let route = Arc::new(Route {
+            name: plugin.name.clone(),
+            capacity: limits.queue_capacity,
+            queue,
+            version: plugin.hash.clone(),
+        });
+        let worker = Worker {
+            settings: Arc::new(config.settings_for(&plugin.name)),
+            limits,
+            stats: stats.clone(),
+            version: version.clone(),
+            path: path.clone(),
+            plugin,
+        };
+        let record = WorkerRecord {
+            name: route.name.clone(),
+            path,
+            version,
+            stats,
+            task: tokio::spawn(worker.run(receiver)),
+        };
+        if let Ok(mut workers) = self.workers.lock() {
+            workers.push(record);
+        }
+        self.publish(|routes| {
+            routes.retain(|r| r.name != route.name);
+            routes.push(route);
+        });
+    }
+
+    /// Hands a new version of a live plugin to its worker, which switches
+    /// between two events: every event queued before this is handled by the
+    /// old version, every later one by the new. Returns the plugin back if
+    /// it is not live.
+    pub(crate) async fn swap(&self, plugin: LoadedPlugin) -> Result<(), LoadedPlugin> {
+        let Some(route) = self.route(&plugin.name) else {
+            return Err(plugin);
+        };
+        let (name, hash) = (plugin.name.clone(), plugin.hash.clone());
+        if route.queue.send(Job::Swap(Box::new(plugin))).await.is_err() {
+            return Ok(());
+        }
+        tracing::info!(
+            plugin = &*name,
+            version = short(&hash),
+            "swapped in a new version"
+        );
+        self.swapped.fetch_add(1, Ordering::Relaxed);
+        self.publish(|routes| {
+            for r in routes.iter_mut().filter(|r| r.name == name) {
+                *r = Arc::new(Route {
+                    name: r.name.clone(),
+                    capacity: r.capacity,
+                    queue: r.queue.clone(),
+                    version: hash.clone(),
+                });
+            }
+        });
+        Ok(())
+    }
+
+    /// Stops routing events to plugin `name`; its worker finishes what is
+    /// queued and exits.
+    pub(crate) fn remove(&self, name: &str) {
+        let mut removed = false;
+        self.publish(|routes| {
+            let before = routes.len();
+            routes.retain(|r| &*r.name != name);
+            removed = routes.len() != before;
+        });
+        if removed {
+            tracing::info!(plugin = name, "unloaded");
+            self.unloaded.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// The route of plugin `name`, if it is live.
+    pub(crate) fn route(&self, name: &str) -> Option<Arc<Route>> {
+        self.routes().iter().find(|r| &*r.name == name).cloned()
+    }
+
+    pub(crate) fn count_loaded(&self) {
+        self.loaded.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn count_rejected(&self) {
+        self.rejected.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn reload_stats(&self) -> ReloadStats {
+        ReloadStats {
+            loaded: self.loaded.load(Ordering::Relaxed),
+            swapped: self.swapped.load(Ordering::Relaxed),
+            rejected: self.rejected.load(Ordering::Relaxed),
+            unloaded: self.unloaded.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Counts of every live plugin, in name order.
+    pub(crate) fn summaries(&self) -> Vec<PluginSummary> {
+        let live = self.routes();
+        let Ok(workers) = self.workers.lock() else {
+            return Vec::new();
+        };
+        let mut summaries: Vec<PluginSummary> = workers
+            .iter()
+            .filter(|w| live.iter().any(|r| r.name == w.name) && !w.task.is_finished())
+            .map(summary)
+            .collect();
+        summaries.sort_by(|a, b| a.name.cmp(&b.name));
+        summaries
+    }
+
+    /// Closes every queue, waits for every worker to finish what it holds,
+    /// and returns every worker's final counts (unloaded ones included).
+    pub(crate) async fn shutdown(&self) -> Vec<PluginSummary> {
+        self.publish(Vec::clear);
+        let workers = self
+            .workers
+            .lock()
+            .map(|mut w| std::mem::take(&mut *w))
+            .unwrap_or_default();
+        let mut summaries = Vec::with_capacity(workers.len());
+        for mut record in workers {
+            if let Err(err) = (&mut record.task).await {
+                tracing::error!(
+                    plugin = &*record.name,
+                    "worker task ended abnormally: {err}"
+                );
+            }
+            summaries.push(summary(&record));
+        }
+        summaries.sort_by(|a, b| a.name.cmp(&b.name));
+        summaries
+    }
+}
+
+fn summary(record: &WorkerRecord) -> PluginSummary {
+    PluginSummary {
+        name: record.name.to_string(),
+        path: record.path.lock().map(|p| p.clone()).unwrap_or_default(),
+        version: record
+            .version
+            .lock()
+            .map(|v| v.to_string())
+            .unwrap_or_default(),
+        stats: record.stats.lock().map(|s| s.clone()).unwrap_or_default(),
+    }
+}
+
+/// The first 12 hex digits of a content hash: enough to tell versions apart
+/// in a log line.
+pub(crate) fn short(hash: &str) -> &str {
+    &hash[..hash.len().min(12)]
+}
