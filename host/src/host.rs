@@ -2,7 +2,7 @@
 //! each to every plugin's worker, and shuts down without losing what it took.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use smallvec::SmallVec;
 use tokio::sync::mpsc::error::TrySendError;
@@ -10,7 +10,7 @@ use tokio::sync::oneshot;
 
 use crate::bindings::Event;
 use crate::cache::CacheStats;
-use crate::config::Config;
+use crate::config::{Config, ConfigError};
 use crate::engine::{EngineError, Runtime};
 use crate::outcome::{Failure, FailureClass, Outcome};
 use crate::plugin::{self, LoadError};
@@ -64,6 +64,7 @@ pub enum EmitError {
 #[derive(Default)]
 pub struct HostBuilder {
     plugins_dir: Option<PathBuf>,
+    config_file: Option<PathBuf>,
     watch: bool,
     cache_dir: Option<PathBuf>,
     embedded: Vec<(String, Vec<u8>)>,
@@ -96,6 +97,15 @@ impl HostBuilder {
     pub fn cache_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.cache_dir = Some(dir.into());
         self
+    }
+
+    /// Reads the config from `path` (see [`Config::from_file`]); with
+    /// [`HostBuilder::watch`], edits to it are applied while the host runs.
+    pub fn config_file(mut self, path: impl Into<PathBuf>) -> Result<Self, ConfigError> {
+        let path = path.into();
+        self.config = Config::from_file(&path)?;
+        self.config_file = Some(path);
+        Ok(self)
     }
 
     /// Uses `config` for limits, enabled switches and settings.
@@ -172,10 +182,12 @@ impl HostBuilder {
         let shared = Arc::new(Shared {
             runtime,
             registry: Registry::default(),
-            config: self.config,
+            config: RwLock::new(Arc::new(self.config)),
+            config_file: self.config_file,
         });
+        let config = shared.config();
         for plugin in plugins {
-            shared.registry.add(plugin, &shared.config);
+            shared.registry.add(plugin, &config);
         }
         let watcher = match (&self.plugins_dir, self.watch) {
             (Some(dir), true) => Some(Watcher::start(shared.clone(), dir)?),
@@ -218,7 +230,27 @@ pub struct Host {
 pub(crate) struct Shared {
     pub(crate) runtime: Arc<Runtime>,
     pub(crate) registry: Registry,
-    pub(crate) config: Config,
+    config: RwLock<Arc<Config>>,
+    /// The file the config came from, when it came from one: watched with
+    /// the plugins folder.
+    pub(crate) config_file: Option<PathBuf>,
+}
+
+impl Shared {
+    /// The config in force.
+    pub(crate) fn config(&self) -> Arc<Config> {
+        self.config
+            .read()
+            .map(|config| config.clone())
+            .unwrap_or_default()
+    }
+
+    /// Puts `config` in force for every later load and reconfiguration.
+    pub(crate) fn set_config(&self, config: Config) {
+        if let Ok(mut current) = self.config.write() {
+            *current = Arc::new(config);
+        }
+    }
 }
 
 /// Every plugin's outcome for one event.

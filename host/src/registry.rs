@@ -60,6 +60,10 @@ pub struct ReloadStats {
     pub rejected: u64,
     /// Plugins unloaded because their file was removed or disabled.
     pub unloaded: u64,
+    /// Config file edits applied.
+    pub configs_applied: u64,
+    /// Config file edits rejected (the previous config stayed in force).
+    pub configs_rejected: u64,
 }
 
 /// The registry: routes for dispatch, worker records for reports.
@@ -71,6 +75,8 @@ pub(crate) struct Registry {
     swapped: AtomicU64,
     rejected: AtomicU64,
     unloaded: AtomicU64,
+    configs_applied: AtomicU64,
+    configs_rejected: AtomicU64,
 }
 
 impl Registry {
@@ -195,12 +201,33 @@ impl Registry {
         self.rejected.fetch_add(1, Ordering::Relaxed);
     }
 
+    pub(crate) fn count_config(&self, applied: bool) {
+        let counter = if applied {
+            &self.configs_applied
+        } else {
+            &self.configs_rejected
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Gives plugin `route` the limits and settings of `config` from its
+    /// next queued event on. The queue keeps the capacity it was made with.
+    pub(crate) async fn reconfigure(&self, route: &Route, config: &Config) {
+        let job = Job::Reconfigure {
+            limits: config.limits_for(&route.name),
+            settings: Arc::new(config.settings_for(&route.name)),
+        };
+        let _ = route.queue.send(job).await;
+    }
+
     pub(crate) fn reload_stats(&self) -> ReloadStats {
         ReloadStats {
             loaded: self.loaded.load(Ordering::Relaxed),
             swapped: self.swapped.load(Ordering::Relaxed),
             rejected: self.rejected.load(Ordering::Relaxed),
             unloaded: self.unloaded.load(Ordering::Relaxed),
+            configs_applied: self.configs_applied.load(Ordering::Relaxed),
+            configs_rejected: self.configs_rejected.load(Ordering::Relaxed),
         }
     }
 

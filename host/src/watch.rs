@@ -19,6 +19,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::cache::content_hash;
+use crate::config::Config;
 use crate::host::{HostError, Shared};
 use crate::plugin::{self, plugin_name, LoadError, LoadedPlugin};
 
@@ -57,10 +58,24 @@ impl Watcher {
         notify
             .watch(dir, RecursiveMode::NonRecursive)
             .map_err(watch_error)?;
+        // The config file's folder, not the file: editors save by renaming a
+        // new file over the old one, which a watch on the file would lose.
+        if let Some(folder) = shared.config_file.as_deref().and_then(Path::parent) {
+            let folder = if folder.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                folder
+            };
+            if folder != dir {
+                notify
+                    .watch(folder, RecursiveMode::NonRecursive)
+                    .map_err(watch_error)?;
+            }
+        }
         tracing::info!(path = %dir.display(), "watching the plugins folder");
         Ok(Watcher {
             _notify: notify,
-            task: tokio::spawn(debounce(shared, receiver)),
+            task: tokio::spawn(debounce(shared, dir.to_owned(), receiver)),
         })
     }
 
@@ -72,13 +87,26 @@ impl Watcher {
 }
 
 /// Collects changed paths and reloads each once it has been quiet.
-async fn debounce(shared: Arc<Shared>, mut changes: mpsc::UnboundedReceiver<PathBuf>) {
+async fn debounce(
+    shared: Arc<Shared>,
+    dir: PathBuf,
+    mut changes: mpsc::UnboundedReceiver<PathBuf>,
+) {
+    let config_name = shared
+        .config_file
+        .as_deref()
+        .and_then(Path::file_name)
+        .map(ToOwned::to_owned);
+    let is_config =
+        |path: &Path| config_name.is_some() && path.file_name() == config_name.as_deref();
     let mut pending: HashMap<PathBuf, Instant> = HashMap::new();
     let mut poll = tokio::time::interval(POLL);
     loop {
         tokio::select! {
             change = changes.recv() => match change {
-                Some(path) if is_wasm(&path) => { pending.insert(path, Instant::now()); }
+                Some(path) if is_wasm(&path) || is_config(&path) => {
+                    pending.insert(path, Instant::now());
+                }
                 Some(_) => {}
                 None => return,
             },
@@ -92,7 +120,11 @@ async fn debounce(shared: Arc<Shared>, mut changes: mpsc::UnboundedReceiver<Path
                 quiet.sort();
                 for path in quiet {
                     pending.remove(&path);
-                    reconcile(&shared, &path).await;
+                    if is_config(&path) {
+                        reload_config(&shared, &dir).await;
+                    } else {
+                        reconcile(&shared, &path).await;
+                    }
                 }
             }
         }
@@ -108,7 +140,8 @@ fn is_wasm(path: &Path) -> bool {
 async fn reconcile(shared: &Shared, path: &Path) {
     let name = plugin_name(path);
     let registry = &shared.registry;
-    if !shared.config.is_enabled(&name) {
+    let config = shared.config();
+    if !config.is_enabled(&name) {
         return;
     }
     let bytes = match std::fs::read(path) {
@@ -146,10 +179,61 @@ async fn reconcile(shared: &Shared, path: &Path) {
     match registry.swap(plugin).await {
         Ok(()) => {}
         Err(plugin) => {
-            registry.add(plugin, &shared.config);
+            registry.add(plugin, &config);
             registry.count_loaded();
         }
     }
+}
+
+/// Re-reads the config file and applies it: plugins disabled now are
+/// unloaded, plugins enabled now are loaded, and every live plugin gets its
+/// new limits and settings from its next event on. A config that does not
+/// parse is rejected, naming file, line and reason, and the one in force
+/// stays.
+async fn reload_config(shared: &Shared, dir: &Path) {
+    let Some(path) = shared.config_file.as_deref() else {
+        return;
+    };
+    let config = match Config::from_file(path) {
+        Ok(config) => config,
+        Err(err) => {
+            tracing::error!("rejected config {err}; the previous config stays in force");
+            shared.registry.count_config(false);
+            return;
+        }
+    };
+    let registry = &shared.registry;
+    let old = shared.config();
+    shared.set_config(config);
+    let config = shared.config();
+    for route in registry.routes().iter() {
+        let name = &*route.name;
+        if !config.is_enabled(name) {
+            registry.remove(name);
+        } else if config.limits_for(name) != old.limits_for(name)
+            || config.settings_for(name) != old.settings_for(name)
+        {
+            registry.reconfigure(route, &config).await;
+        }
+    }
+    for path in wasm_files(dir) {
+        let name = plugin_name(&path);
+        if config.is_enabled(&name) && registry.route(&name).is_none() {
+            reconcile(shared, &path).await;
+        }
+    }
+    tracing::info!(path = %path.display(), "config reloaded");
+    registry.count_config(true);
+}
+
+/// The `.wasm` files in `dir`; an unreadable folder has none.
+fn wasm_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|entries| entries.filter_map(|e| e.ok().map(|e| e.path())).collect())
+        .unwrap_or_default();
+    files.retain(|path| is_wasm(path));
+    files.sort();
+    files
 }
 
 /// Compiles (on a blocking thread) and checks a new version.
@@ -163,7 +247,7 @@ async fn load(shared: &Shared, path: &Path, bytes: Vec<u8>) -> Result<LoadedPlug
                 path: path.to_owned(),
                 reason: format!("the compile task failed: {err}"),
             })??;
-    let limits = shared.config.limits_for(&compiled.name);
+    let limits = shared.config().limits_for(&compiled.name);
     plugin::probe(&compiled, &limits).await?;
     Ok(compiled)
 }

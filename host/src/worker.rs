@@ -39,6 +39,11 @@ pub(crate) enum Job {
     },
     /// A new version of the plugin, for every later event.
     Swap(Box<LoadedPlugin>),
+    /// New limits and settings, for every later event.
+    Reconfigure {
+        limits: Limits,
+        settings: Arc<toml::Table>,
+    },
 }
 
 /// The wall-clock deadline of a call passed while the guest was running.
@@ -77,6 +82,13 @@ impl Worker {
                     Job::Event { event, reply } => (event, reply),
                     Job::Swap(plugin) => {
                         self.switch_to(*plugin);
+                        live = None;
+                        continue;
+                    }
+                    Job::Reconfigure { limits, settings } => {
+                        // A fresh instance picks up the new memory cap and
+                        // settings; fuel and timeout apply per call anyway.
+                        (self.limits, self.settings) = (limits, settings);
                         live = None;
                         continue;
                     }

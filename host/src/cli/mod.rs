@@ -12,7 +12,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use hookhost::{Config, Host};
+use hookhost::Host;
 
 /// Run event hooks as sandboxed WebAssembly components.
 #[derive(Parser)]
@@ -58,11 +58,10 @@ impl HostArgs {
     /// Builds the host, reporting plugins that failed to load. With `watch`,
     /// changes to the plugins folder are applied while it runs.
     async fn build_host(&self, watch: bool) -> anyhow::Result<Host> {
-        let config = match &self.config {
-            Some(path) => Config::from_file(path)?,
-            None => Config::default(),
-        };
-        let mut builder = Host::builder().config(config);
+        let mut builder = Host::builder();
+        if let Some(path) = &self.config {
+            builder = builder.config_file(path)?;
+        }
         if let Some(dir) = hookhost::cache::default_cache_dir() {
             builder = builder.cache_dir(dir);
         }
