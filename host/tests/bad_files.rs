@@ -65,3 +65,25 @@ async fn missing_plugins_folder_is_an_error_naming_it() {
         .expect("fails");
     assert!(err.to_string().contains("/no/such/folder"), "{err}");
 }
+
+#[tokio::test]
+async fn a_component_that_fails_to_instantiate_is_rejected_at_load() {
+    let dir = common::plugins_dir(&["fails-at-instantiation"]);
+    let host = Host::builder()
+        .plugins_dir(dir.path())
+        .config(common::config("[defaults]\nmemory_mib = 16"))
+        .build()
+        .await
+        .unwrap();
+    let errors: Vec<String> = host.load_errors().iter().map(|e| e.to_string()).collect();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0].contains("fails-at-instantiation.wasm: fails when instantiated"),
+        "{errors:?}"
+    );
+    assert!(
+        errors[0].contains("memory cap of 16777216 bytes exceeded"),
+        "{errors:?}"
+    );
+    assert!(host.plugin_names().is_empty());
+}

@@ -113,14 +113,20 @@ async fn replacing_a_plugin_50_times_loses_and_duplicates_no_event() {
 #[tokio::test]
 async fn a_bad_replacement_is_rejected_and_the_old_version_keeps_serving() {
     let plugins = common::plugins_dir(&["counts"]);
-    let cache = tempfile::tempdir().unwrap();
-    let host = watching(plugins.path(), cache.path()).await;
+    let host = Host::builder()
+        .plugins_dir(plugins.path())
+        .config(common::config("[defaults]\nmemory_mib = 16"))
+        .watch(true)
+        .build()
+        .await
+        .unwrap();
     let good = version(&host, "counts");
     let path = plugins.path().join("counts.wasm");
-    let bad: [Vec<u8>; 3] = [
+    let bad: [Vec<u8>; 4] = [
         b"garbage, not wasm".to_vec(),
         std::fs::read(common::fixture("wrong-export")).unwrap(),
         std::fs::read(common::fixture("unknown-import")).unwrap(),
+        std::fs::read(common::fixture("fails-at-instantiation")).unwrap(),
     ];
     for (n, bytes) in bad.iter().enumerate() {
         std::fs::write(&path, bytes).unwrap();
