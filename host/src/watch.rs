@@ -26,7 +26,7 @@ use crate::plugin::{self, plugin_name, LoadError, LoadedPlugin};
 /// How long a file must go without events before it is loaded. Long enough
 /// to cover the gaps between the chunks of a copy in progress, short enough
 /// that a swap feels immediate.
-const QUIET: Duration = Duration::from_millis(200);
+const QUIET: Duration = Duration::from_millis(100);
 
 /// How often pending files are checked for quiet.
 const POLL: Duration = Duration::from_millis(25);
