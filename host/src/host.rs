@@ -143,14 +143,9 @@ impl HostBuilder {
 
         let mut loading = tokio::task::JoinSet::new();
         for (index, (path, bytes)) in sources.into_iter().enumerate() {
-            let runtime = runtime.clone();
-            loading.spawn_blocking(move || {
-                let loaded = match bytes {
-                    Some(bytes) => plugin::load_bytes(&runtime, &path, &bytes),
-                    None => plugin::load(&runtime, &path),
-                };
-                (index, loaded)
-            });
+            let limits = self.config.limits_for(&plugin::plugin_name(&path));
+            let load = plugin::load_checked(runtime.clone(), path, bytes, limits);
+            loading.spawn(async move { (index, load.await) });
         }
         let mut results = Vec::new();
         while let Some(joined) = loading.join_next().await {
@@ -164,14 +159,7 @@ impl HostBuilder {
         let mut plugins = Vec::new();
         let mut load_errors = Vec::new();
         for (_, result) in results {
-            let checked = match result {
-                Ok(loaded) => {
-                    let limits = self.config.limits_for(&loaded.name);
-                    plugin::probe(&loaded, &limits).await.map(|()| loaded)
-                }
-                Err(err) => Err(err),
-            };
-            match checked {
+            match result {
                 Ok(loaded) => plugins.push(loaded),
                 Err(err) => {
                     tracing::error!("{err}");

@@ -250,6 +250,28 @@ fn describe_exports(runtime: &Runtime, component: &Component) -> String {
     }
 }
 
+/// Loads the plugin at `path` (from `bytes` when given, else from the file):
+/// compiles it on a blocking thread, then [`probe`]s it under `limits`.
+pub async fn load_checked(
+    runtime: Arc<Runtime>,
+    path: PathBuf,
+    bytes: Option<Vec<u8>>,
+    limits: Limits,
+) -> Result<LoadedPlugin, LoadError> {
+    let compile_path = path.clone();
+    let compiled = tokio::task::spawn_blocking(move || match bytes {
+        Some(bytes) => load_bytes(&runtime, &compile_path, &bytes),
+        None => load(&runtime, &compile_path),
+    })
+    .await
+    .map_err(|err| LoadError::Invalid {
+        path,
+        reason: format!("the compile task failed: {err}"),
+    })??;
+    probe(&compiled, &limits).await?;
+    Ok(compiled)
+}
+
 /// Instantiates `plugin` once under `limits`, so that a component whose
 /// exports have the wrong types, or whose initialisation traps, is rejected
 /// at load time rather than on its first event.

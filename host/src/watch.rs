@@ -238,18 +238,8 @@ fn wasm_files(dir: &Path) -> Vec<PathBuf> {
 
 /// Compiles (on a blocking thread) and checks a new version.
 async fn load(shared: &Shared, path: &Path, bytes: Vec<u8>) -> Result<LoadedPlugin, LoadError> {
-    let runtime = shared.runtime.clone();
-    let owned_path = path.to_owned();
-    let compiled =
-        tokio::task::spawn_blocking(move || plugin::load_bytes(&runtime, &owned_path, &bytes))
-            .await
-            .map_err(|err| LoadError::Invalid {
-                path: path.to_owned(),
-                reason: format!("the compile task failed: {err}"),
-            })??;
-    let limits = shared.config().limits_for(&compiled.name);
-    plugin::probe(&compiled, &limits).await?;
-    Ok(compiled)
+    let limits = shared.config().limits_for(&plugin_name(path));
+    plugin::load_checked(shared.runtime.clone(), path.to_owned(), Some(bytes), limits).await
 }
 
 fn reject(shared: &Shared, err: LoadError) {
