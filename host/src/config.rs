@@ -19,6 +19,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::settings::Settings;
+
 /// Fuel per event when nothing is configured: about a billion wasm
 /// instructions, a few hundred milliseconds of guest work. Enough for any
 /// hook that formats and sends a message; an infinite loop runs out of it
@@ -38,6 +40,9 @@ pub const DEFAULT_QUEUE_CAPACITY: usize = 65_536;
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
+    /// Each plugin's settings, resolved (environment substituted).
+    #[serde(skip)]
+    resolved: BTreeMap<String, Settings>,
     /// Engine-wide settings.
     #[serde(default)]
     pub engine: EngineConfig,
@@ -80,7 +85,7 @@ pub struct LimitsConfig {
 }
 
 /// One `[plugins.<name>]` section.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[derive(Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct PluginConfig {
     /// `false` keeps the plugin's file in the folder but does not load it.
@@ -95,9 +100,25 @@ pub struct PluginConfig {
     pub queue_capacity: Option<usize>,
     /// Keep one instance across events, or a fresh one per event.
     pub reuse_instance: Option<bool>,
-    /// Values the plugin reads with the `config.get` import.
+    /// Values the plugin reads with the `config.get` import, as written
+    /// (see [`crate::settings`] for `${NAME}` and secrets).
     #[serde(default)]
     pub settings: toml::Table,
+}
+
+impl std::fmt::Debug for PluginConfig {
+    /// Settings are shown by key only: their values may be secrets.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PluginConfig")
+            .field("enabled", &self.enabled)
+            .field("fuel", &self.fuel)
+            .field("timeout_ms", &self.timeout_ms)
+            .field("memory_mib", &self.memory_mib)
+            .field("queue_capacity", &self.queue_capacity)
+            .field("reuse_instance", &self.reuse_instance)
+            .field("settings", &self.settings.keys().collect::<Vec<_>>())
+            .finish()
+    }
 }
 
 /// The limits one plugin runs under, every value resolved.
@@ -186,6 +207,19 @@ pub enum ConfigError {
         /// What is wrong, as the TOML reader put it.
         message: String,
     },
+    /// A plugin setting could not be resolved (an environment variable it
+    /// names is not set).
+    #[error("{path}: [plugins.{plugin}.settings] {key}: {reason}")]
+    Setting {
+        /// The file.
+        path: PathBuf,
+        /// The plugin.
+        plugin: String,
+        /// The setting.
+        key: String,
+        /// What is wrong.
+        reason: String,
+    },
 }
 
 impl Config {
@@ -198,9 +232,10 @@ impl Config {
         Config::parse(&text, path)
     }
 
-    /// Parses configuration text; `path` only names it in errors.
+    /// Parses configuration text and resolves settings from the process
+    /// environment; `path` only names it in errors.
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
-        toml::from_str(text).map_err(|err| {
+        let mut config: Config = toml::from_str(text).map_err(|err| {
             let offset = err.span().map_or(0, |span| span.start);
             let (line, column) = line_and_column(text, offset);
             ConfigError::Invalid {
@@ -209,7 +244,18 @@ impl Config {
                 column,
                 message: err.message().trim().to_owned(),
             }
-        })
+        })?;
+        for (plugin, section) in &config.plugins {
+            let settings = Settings::resolve(&section.settings, |name| std::env::var(name).ok())
+                .map_err(|(key, reason)| ConfigError::Setting {
+                    path: path.to_owned(),
+                    plugin: plugin.clone(),
+                    key,
+                    reason,
+                })?;
+            config.resolved.insert(plugin.clone(), settings);
+        }
+        Ok(config)
     }
 
     /// The limits plugin `name` runs under.
@@ -228,12 +274,9 @@ impl Config {
             .unwrap_or(true)
     }
 
-    /// The settings table of plugin `name` (empty when it has none).
-    pub fn settings_for(&self, name: &str) -> toml::Table {
-        self.plugins
-            .get(name)
-            .map(|plugin| plugin.settings.clone())
-            .unwrap_or_default()
+    /// The resolved settings of plugin `name` (empty when it has none).
+    pub fn settings_for(&self, name: &str) -> Settings {
+        self.resolved.get(name).cloned().unwrap_or_default()
     }
 }
 

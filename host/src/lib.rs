@@ -38,6 +38,7 @@ pub mod host;
 pub mod outcome;
 pub mod plugin;
 mod registry;
+pub mod settings;
 pub mod state;
 mod watch;
 mod worker;

@@ -9,6 +9,7 @@ use wasmtime::ResourceLimiter;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::capabilities::wasi;
+use crate::settings::Settings;
 
 /// Table elements a plugin's tables may grow to. Guests grow tables only for
 /// function pointers; a million is far past any real hook and stops a
@@ -20,7 +21,7 @@ pub struct PluginState {
     /// The plugin's name, as used in logs.
     pub(crate) plugin: Arc<str>,
     /// The plugin's `[plugins.<name>.settings]`.
-    pub(crate) settings: Arc<toml::Table>,
+    pub(crate) settings: Arc<Settings>,
     /// When the current call must end; checked on every epoch tick.
     pub(crate) deadline: Instant,
     memory_cap: usize,
@@ -30,7 +31,7 @@ pub struct PluginState {
 
 impl PluginState {
     /// State for a fresh instance of `plugin`.
-    pub(crate) fn new(plugin: Arc<str>, settings: Arc<toml::Table>, memory_cap: usize) -> Self {
+    pub(crate) fn new(plugin: Arc<str>, settings: Arc<Settings>, memory_cap: usize) -> Self {
         PluginState {
             wasi: wasi::sandboxed_ctx(&plugin),
             plugin,

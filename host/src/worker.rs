@@ -18,6 +18,7 @@ use crate::bindings::{Event, Hook, HookError};
 use crate::config::Limits;
 use crate::outcome::{Failure, FailureClass, Outcome, PluginStats};
 use crate::plugin::LoadedPlugin;
+use crate::settings::Settings;
 use crate::state::{MemoryCapExceeded, PluginState};
 
 /// Most events taken off the queue per wake-up. Draining what is queued in
@@ -42,7 +43,7 @@ pub(crate) enum Job {
     /// New limits and settings, for every later event.
     Reconfigure {
         limits: Limits,
-        settings: Arc<toml::Table>,
+        settings: Arc<Settings>,
     },
 }
 
@@ -61,7 +62,7 @@ pub(crate) struct Live {
 pub(crate) struct Worker {
     pub(crate) plugin: LoadedPlugin,
     pub(crate) limits: Limits,
-    pub(crate) settings: Arc<toml::Table>,
+    pub(crate) settings: Arc<Settings>,
     pub(crate) stats: Arc<Mutex<PluginStats>>,
     /// The live version and file, published for reports.
     pub(crate) version: Arc<Mutex<Arc<str>>>,
@@ -203,7 +204,7 @@ pub(crate) enum InstantiateError {
 pub(crate) async fn instantiate(
     plugin: &LoadedPlugin,
     limits: &Limits,
-    settings: Arc<toml::Table>,
+    settings: Arc<Settings>,
     deadline: Instant,
 ) -> Result<Live, InstantiateError> {
     let state = PluginState::new(plugin.name.clone(), settings, limits.memory_bytes);

@@ -175,3 +175,45 @@ fn bad_config_names_file_line_and_key() {
         "{stderr}"
     );
 }
+
+#[test]
+fn settings_reach_the_plugin_with_environment_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("hookhost.toml");
+    std::fs::write(
+        &config,
+        "[plugins.logging.settings]\nlevel = \"${HOOKHOST_TEST_LEVEL:-info}\"\n",
+    )
+    .unwrap();
+    let event = r#"{"event_type": "ProfilingStarted", "metadata": {"table": "orders"}}"#;
+    let out = command()
+        .args(["emit", "--config", config.to_str().unwrap(), event])
+        .env("RUST_LOG", "warn")
+        .env("HOOKHOST_TEST_LEVEL", "warn")
+        .output()
+        .unwrap();
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("WARN") && stderr.contains("ProfilingStarted orders"),
+        "logged at the level from the environment: {stderr}"
+    );
+}
+
+#[test]
+fn a_missing_environment_variable_names_the_hook_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("hookhost.toml");
+    std::fs::write(
+        &config,
+        "[plugins.slack.settings]\nwebhook_url = \"${HOOKHOST_TEST_UNSET_URL}\"\n",
+    )
+    .unwrap();
+    let out = hookhost(&["run", "--config", config.to_str().unwrap()], "");
+    let stderr = text(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("[plugins.slack.settings] webhook_url: environment variable `HOOKHOST_TEST_UNSET_URL` is not set"),
+        "{stderr}"
+    );
+}
