@@ -2,11 +2,13 @@
 //!
 //! `handle` is called asynchronously so that a plugin's deadline can also
 //! cancel it while it waits in a host call; `log` is synchronous because it
-//! never does I/O on the caller's behalf.
+//! never does I/O on the caller's behalf; `http.send` is async so that it
+//! waits without holding a thread.
 
 wasmtime::component::bindgen!({
     world: "hook",
     path: "../wit",
+    imports: { "hookhost:hooks/http.send": async },
     exports: { default: async },
     additional_derives: [PartialEq],
 });

@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::capabilities::http::{HttpAccess, HttpGrant};
 use crate::settings::Settings;
 
 /// Fuel per event when nothing is configured: about a billion wasm
@@ -43,6 +44,9 @@ pub struct Config {
     /// Each plugin's settings, resolved (environment substituted).
     #[serde(skip)]
     resolved: BTreeMap<String, Settings>,
+    /// Each plugin's HTTP grant, parsed.
+    #[serde(skip)]
+    http: BTreeMap<String, HttpGrant>,
     /// Engine-wide settings.
     #[serde(default)]
     pub engine: EngineConfig,
@@ -100,6 +104,15 @@ pub struct PluginConfig {
     pub queue_capacity: Option<usize>,
     /// Keep one instance across events, or a fresh one per event.
     pub reuse_instance: Option<bool>,
+    /// Destinations the plugin may send HTTP requests to:
+    /// `[scheme://]host[:port]`, host may start with `*.`; scheme defaults
+    /// to https, port to the scheme's. Empty (the default): none.
+    #[serde(default)]
+    pub http_allow: Vec<String>,
+    /// Hosts or addresses in `http_allow` that may be (or resolve to)
+    /// loopback, private or link-local addresses.
+    #[serde(default)]
+    pub http_private: Vec<String>,
     /// Values the plugin reads with the `config.get` import, as written
     /// (see [`crate::settings`] for `${NAME}` and secrets).
     #[serde(default)]
@@ -116,6 +129,8 @@ impl std::fmt::Debug for PluginConfig {
             .field("memory_mib", &self.memory_mib)
             .field("queue_capacity", &self.queue_capacity)
             .field("reuse_instance", &self.reuse_instance)
+            .field("http_allow", &self.http_allow)
+            .field("http_private", &self.http_private)
             .field("settings", &self.settings.keys().collect::<Vec<_>>())
             .finish()
     }
@@ -207,6 +222,16 @@ pub enum ConfigError {
         /// What is wrong, as the TOML reader put it.
         message: String,
     },
+    /// A plugin's `http_allow` has an entry that is not a destination.
+    #[error("{path}: [plugins.{plugin}] http_allow: {reason}")]
+    HttpAllow {
+        /// The file.
+        path: PathBuf,
+        /// The plugin.
+        plugin: String,
+        /// What is wrong.
+        reason: String,
+    },
     /// A plugin setting could not be resolved (an environment variable it
     /// names is not set).
     #[error("{path}: [plugins.{plugin}.settings] {key}: {reason}")]
@@ -254,6 +279,15 @@ impl Config {
                     reason,
                 })?;
             config.resolved.insert(plugin.clone(), settings);
+            let grant =
+                HttpGrant::parse(&section.http_allow, &section.http_private).map_err(|reason| {
+                    ConfigError::HttpAllow {
+                        path: path.to_owned(),
+                        plugin: plugin.clone(),
+                        reason,
+                    }
+                })?;
+            config.http.insert(plugin.clone(), grant);
         }
         Ok(config)
     }
@@ -272,6 +306,16 @@ impl Config {
             .get(name)
             .and_then(|plugin| plugin.enabled)
             .unwrap_or(true)
+    }
+
+    /// What plugin `name` may reach over HTTP (nothing unless granted).
+    pub fn http_grant_for(&self, name: &str) -> HttpGrant {
+        self.http.get(name).cloned().unwrap_or_default()
+    }
+
+    /// Plugin `name`'s HTTP grant with a client that enforces it.
+    pub(crate) fn http_access_for(&self, name: &str) -> HttpAccess {
+        HttpAccess::new(name, self.http_grant_for(name))
     }
 
     /// The resolved settings of plugin `name` (empty when it has none).

@@ -11,6 +11,7 @@ use wasmtime::component::Component;
 
 use crate::bindings::HookPre;
 use crate::cache::content_hash;
+use crate::capabilities::http::HttpAccess;
 use crate::config::Limits;
 use crate::engine::Runtime;
 use crate::state::PluginState;
@@ -277,7 +278,11 @@ pub async fn load_checked(
 /// at load time rather than on its first event.
 pub async fn probe(plugin: &LoadedPlugin, limits: &Limits) -> Result<(), LoadError> {
     let deadline = Instant::now() + limits.timeout;
-    match worker::instantiate(plugin, limits, Default::default(), deadline).await {
+    let no_grants = (
+        Default::default(),
+        HttpAccess::new(&plugin.name, Default::default()),
+    );
+    match worker::instantiate(plugin, limits, no_grants, deadline).await {
         Ok(_) => Ok(()),
         Err(InstantiateError::Mismatch(reason)) => Err(LoadError::WrongWorld {
             path: plugin.path.clone(),

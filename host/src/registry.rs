@@ -120,6 +120,7 @@ impl Registry {
         });
         let worker = Worker {
             settings: Arc::new(config.settings_for(&plugin.name)),
+            http: config.http_access_for(&plugin.name),
             limits,
             stats: stats.clone(),
             version: version.clone(),
@@ -216,6 +217,7 @@ impl Registry {
         let job = Job::Reconfigure {
             limits: config.limits_for(&route.name),
             settings: Arc::new(config.settings_for(&route.name)),
+            http: config.http_access_for(&route.name),
         };
         let _ = route.queue.send(job).await;
     }

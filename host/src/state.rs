@@ -8,6 +8,7 @@ use wasmtime::component::ResourceTable;
 use wasmtime::ResourceLimiter;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
+use crate::capabilities::http::HttpAccess;
 use crate::capabilities::wasi;
 use crate::settings::Settings;
 
@@ -22,8 +23,11 @@ pub struct PluginState {
     pub(crate) plugin: Arc<str>,
     /// The plugin's `[plugins.<name>.settings]`.
     pub(crate) settings: Arc<Settings>,
-    /// When the current call must end; checked on every epoch tick.
+    /// When the current call must end; checked on every epoch tick and
+    /// bounding every host call.
     pub(crate) deadline: Instant,
+    /// What the plugin may reach over HTTP, and its client.
+    pub(crate) http: HttpAccess,
     memory_cap: usize,
     wasi: WasiCtx,
     table: ResourceTable,
@@ -31,8 +35,14 @@ pub struct PluginState {
 
 impl PluginState {
     /// State for a fresh instance of `plugin`.
-    pub(crate) fn new(plugin: Arc<str>, settings: Arc<Settings>, memory_cap: usize) -> Self {
+    pub(crate) fn new(
+        plugin: Arc<str>,
+        settings: Arc<Settings>,
+        http: HttpAccess,
+        memory_cap: usize,
+    ) -> Self {
         PluginState {
+            http,
             wasi: wasi::sandboxed_ctx(&plugin),
             plugin,
             settings,

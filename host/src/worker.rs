@@ -15,6 +15,7 @@ use tokio::sync::{mpsc, oneshot};
 use wasmtime::{Store, Trap, UpdateDeadline};
 
 use crate::bindings::{Event, Hook, HookError};
+use crate::capabilities::http::HttpAccess;
 use crate::config::Limits;
 use crate::outcome::{Failure, FailureClass, Outcome, PluginStats};
 use crate::plugin::LoadedPlugin;
@@ -44,6 +45,7 @@ pub(crate) enum Job {
     Reconfigure {
         limits: Limits,
         settings: Arc<Settings>,
+        http: HttpAccess,
     },
 }
 
@@ -63,6 +65,7 @@ pub(crate) struct Worker {
     pub(crate) plugin: LoadedPlugin,
     pub(crate) limits: Limits,
     pub(crate) settings: Arc<Settings>,
+    pub(crate) http: HttpAccess,
     pub(crate) stats: Arc<Mutex<PluginStats>>,
     /// The live version and file, published for reports.
     pub(crate) version: Arc<Mutex<Arc<str>>>,
@@ -86,10 +89,14 @@ impl Worker {
                         live = None;
                         continue;
                     }
-                    Job::Reconfigure { limits, settings } => {
+                    Job::Reconfigure {
+                        limits,
+                        settings,
+                        http,
+                    } => {
                         // A fresh instance picks up the new memory cap and
                         // settings; fuel and timeout apply per call anyway.
-                        (self.limits, self.settings) = (limits, settings);
+                        (self.limits, self.settings, self.http) = (limits, settings, http);
                         live = None;
                         continue;
                     }
@@ -177,7 +184,8 @@ impl Worker {
         if let Ok(mut stats) = self.stats.lock() {
             stats.instantiations += 1;
         }
-        instantiate(&self.plugin, &self.limits, self.settings.clone(), deadline)
+        let grants = (self.settings.clone(), self.http.clone());
+        instantiate(&self.plugin, &self.limits, grants, deadline)
             .await
             .map_err(|err| match err {
                 InstantiateError::Failed(failure) => failure,
@@ -204,10 +212,10 @@ pub(crate) enum InstantiateError {
 pub(crate) async fn instantiate(
     plugin: &LoadedPlugin,
     limits: &Limits,
-    settings: Arc<Settings>,
+    (settings, http): (Arc<Settings>, HttpAccess),
     deadline: Instant,
 ) -> Result<Live, InstantiateError> {
-    let state = PluginState::new(plugin.name.clone(), settings, limits.memory_bytes);
+    let state = PluginState::new(plugin.name.clone(), settings, http, limits.memory_bytes);
     let mut store = Store::new(plugin.pre.engine(), state);
     store.limiter(|state| state);
     store.epoch_deadline_callback(|store| {

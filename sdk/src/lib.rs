@@ -220,6 +220,45 @@ pub mod log {
     }
 }
 
+/// Outbound HTTP requests.
+pub mod http {
+    //! Requests go only to the destinations the host's config grants this
+    //! plugin (`http_allow`); anything else is [`HttpError::Denied`].
+
+    pub use crate::bindings::hookhost::hooks::http::{HttpError, Request, Response};
+
+    /// Sends `request` and waits for the whole response, within what is
+    /// left of this event's timeout.
+    pub fn send(request: &Request) -> Result<Response, HttpError> {
+        crate::bindings::hookhost::hooks::http::send(request)
+    }
+
+    /// A request with no headers and no body.
+    pub fn request(method: &str, url: &str) -> Request {
+        Request {
+            method: method.to_owned(),
+            url: url.to_owned(),
+            headers: Vec::new(),
+            body: Vec::new(),
+        }
+    }
+
+    /// `GET url`.
+    pub fn get(url: &str) -> Result<Response, HttpError> {
+        send(&request("GET", url))
+    }
+
+    /// `POST url` with a JSON body.
+    pub fn post_json(url: &str, json: &str) -> Result<Response, HttpError> {
+        let mut request = request("POST", url);
+        request
+            .headers
+            .push(("content-type".to_owned(), "application/json".to_owned()));
+        request.body = json.as_bytes().to_vec();
+        send(&request)
+    }
+}
+
 /// The hook's own settings, from `[plugins.<name>.settings]` in the host's
 /// configuration file.
 ///

@@ -1,6 +1,7 @@
 //! The imports the host gives plugins, one module per WIT interface.
 
 pub mod config;
+pub mod http;
 pub mod log;
 pub mod wasi;
 

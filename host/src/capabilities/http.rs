@@ -1,0 +1,431 @@
+//! `hookhost:hooks/http`: outbound requests on a plugin's behalf, limited
+//! to the destinations its config grants.
+//!
+//! Checks, in order, for the request and for every redirect hop: the URL's
+//! scheme, host and port match an `http_allow` entry; the host, if it is an
+//! address or resolves to one that is loopback, private, link-local or
+//! otherwise not public, is listed in `http_private`. The plugin's client
+//! resolves names through the same check, so a name cannot be re-pointed at
+//! a local address between the check and the connection. Each request gets
+//! what is left of the plugin's deadline; bodies are capped.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use reqwest::dns::{Addrs, Name, Resolve, Resolving};
+use url::{Host, Url};
+
+use crate::bindings::hookhost::hooks::http::{HttpError, Request, Response};
+use crate::state::PluginState;
+
+/// Largest request or response body.
+pub const MAX_BODY_BYTES: usize = 1 << 20;
+/// Redirects followed per request.
+const MAX_REDIRECTS: usize = 5;
+
+/// One `http_allow` entry: `[scheme://]host[:port]`, where the host may
+/// start with `*.` (any subdomain), the scheme defaults to `https` and the
+/// port to the scheme's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Destination {
+    scheme: String,
+    host: String,
+    port: u16,
+}
+
+impl Destination {
+    fn parse(entry: &str) -> Result<Destination, String> {
+        let with_scheme = if entry.contains("://") {
+            entry.to_owned()
+        } else {
+            format!("https://{entry}")
+        };
+        // `*.` is not valid in a URL host; parse with a placeholder label.
+        let url = Url::parse(&with_scheme.replacen("*.", "wildcard--.", 1))
+            .map_err(|err| format!("`{entry}` is not `[scheme://]host[:port]`: {err}"))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(format!("`{entry}`: only http and https are supported"));
+        }
+        if url.path() != "/" || url.query().is_some() {
+            return Err(format!("`{entry}`: give a destination, not a path"));
+        }
+        let host = url
+            .host_str()
+            .ok_or_else(|| format!("`{entry}` has no host"))?
+            .replacen("wildcard--.", "*.", 1);
+        let port = url
+            .port_or_known_default()
+            .ok_or_else(|| format!("`{entry}` has no port"))?;
+        Ok(Destination {
+            scheme: url.scheme().to_owned(),
+            host,
+            port,
+        })
+    }
+
+    fn allows(&self, url: &Url) -> bool {
+        let (Some(host), Some(port)) = (url.host_str(), url.port_or_known_default()) else {
+            return false;
+        };
+        let host = host.to_ascii_lowercase();
+        let host_matches = match self.host.strip_prefix("*.") {
+            Some(domain) => host.ends_with(&format!(".{domain}")),
+            None => host == self.host,
+        };
+        host_matches && url.scheme() == self.scheme && port == self.port
+    }
+}
+
+/// What a plugin may reach, from its `http_allow` and `http_private`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HttpGrant {
+    allow: Vec<Destination>,
+    private: Vec<String>,
+}
+
+impl HttpGrant {
+    /// Parses the two config lists; an entry that is not a destination is
+    /// an error naming it.
+    pub fn parse(allow: &[String], private: &[String]) -> Result<HttpGrant, String> {
+        Ok(HttpGrant {
+            allow: allow
+                .iter()
+                .map(|entry| Destination::parse(entry))
+                .collect::<Result<_, _>>()?,
+            private: private
+                .iter()
+                .map(|host| host.trim_matches(['[', ']']).to_ascii_lowercase())
+                .collect(),
+        })
+    }
+
+    /// Whether the grant allows nothing (the default).
+    pub fn is_empty(&self) -> bool {
+        self.allow.is_empty()
+    }
+
+    fn private_allowed(&self, host: &str) -> bool {
+        self.private.iter().any(|p| p == host)
+    }
+
+    /// Why `url` is denied, or `None` when it is allowed (before DNS).
+    fn check(&self, plugin: &str, url: &Url) -> Option<String> {
+        if !self.allow.iter().any(|d| d.allows(url)) {
+            let port = url.port_or_known_default().unwrap_or(0);
+            let host = url.host_str().unwrap_or("");
+            return Some(format!(
+                "{url} is not allowed for plugin {plugin}; to allow it add \
+                 \"{}://{host}:{port}\" to http_allow in [plugins.{plugin}]",
+                url.scheme()
+            ));
+        }
+        let address = match url.host() {
+            Some(Host::Ipv4(ip)) => Some(IpAddr::V4(ip)),
+            Some(Host::Ipv6(ip)) => Some(IpAddr::V6(ip)),
+            _ => None,
+        };
+        match address {
+            Some(ip) if !is_public(ip) && !self.private_allowed(&ip.to_string()) => {
+                Some(private_denial(plugin, url.host_str().unwrap_or(""), ip))
+            }
+            _ => None,
+        }
+    }
+}
+
+fn private_denial(plugin: &str, host: &str, ip: IpAddr) -> String {
+    format!(
+        "{host} is a non-public address ({ip}) and plugin {plugin} may not reach it; to allow \
+         it add \"{host}\" to http_private in [plugins.{plugin}]"
+    )
+}
+
+/// Whether `ip` is a public unicast address.
+fn is_public(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            !(v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                || v4.is_multicast()
+                || v4.is_documentation()
+                // 100.64.0.0/10, carrier-grade NAT
+                || (v4.octets()[0] == 100 && (v4.octets()[1] & 0xc0) == 64))
+        }
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return is_public(IpAddr::V4(v4));
+            }
+            let first = v6.segments()[0];
+            !(v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || (first & 0xfe00) == 0xfc00 // unique local
+                || (first & 0xffc0) == 0xfe80) // link local
+        }
+    }
+}
+
+/// A plugin's HTTP access: its grant and its own client, whose resolver
+/// applies the grant's private-address rule.
+#[derive(Clone)]
+pub struct HttpAccess {
+    grant: Arc<HttpGrant>,
+    client: Option<reqwest::Client>,
+}
+
+impl HttpAccess {
+    /// Access for plugin `plugin` under `grant`. No client is built for a
+    /// plugin that may reach nothing.
+    pub fn new(plugin: &str, grant: HttpGrant) -> HttpAccess {
+        let grant = Arc::new(grant);
+        let client = if grant.is_empty() {
+            None
+        } else {
+            let resolver = GrantResolver {
+                plugin: plugin.to_owned(),
+                grant: grant.clone(),
+            };
+            reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .dns_resolver(Arc::new(resolver))
+                .build()
+                .map_err(|err| tracing::error!(plugin, "cannot build the HTTP client: {err}"))
+                .ok()
+        };
+        HttpAccess { grant, client }
+    }
+}
+
+/// Resolves names, then refuses non-public addresses the grant does not
+/// list, so the check holds for the address actually connected to.
+struct GrantResolver {
+    plugin: String,
+    grant: Arc<HttpGrant>,
+}
+
+impl Resolve for GrantResolver {
+    fn resolve(&self, name: Name) -> Resolving {
+        let plugin = self.plugin.clone();
+        let grant = self.grant.clone();
+        Box::pin(async move {
+            let host = name.as_str().to_ascii_lowercase();
+            let addrs: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let private_ok = grant.private_allowed(&host);
+            if let Some(addr) = addrs.iter().find(|a| !is_public(a.ip()) && !private_ok) {
+                let denial = private_denial(&plugin, &host, addr.ip());
+                return Err(Box::new(Denied(denial)) as Box<dyn std::error::Error + Send + Sync>);
+            }
+            Ok(Box::new(addrs.into_iter()) as Addrs)
+        })
+    }
+}
+
+/// A resolver denial, found again in the error chain of a failed request.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct Denied(String);
+
+impl crate::bindings::hookhost::hooks::http::Host for PluginState {
+    async fn send(&mut self, request: Request) -> Result<Response, HttpError> {
+        let plugin = self.plugin.clone();
+        let result = send(&self.http, &plugin, request, self.deadline).await;
+        if let Err(HttpError::Denied(reason)) = &result {
+            tracing::warn!(plugin = &*plugin, "http request denied: {reason}");
+        }
+        result
+    }
+}
+
+async fn send(
+    access: &HttpAccess,
+    plugin: &str,
+    request: Request,
+    deadline: Instant,
+) -> Result<Response, HttpError> {
+    let mut url = Url::parse(&request.url)
+        .map_err(|err| HttpError::InvalidRequest(format!("bad URL {:?}: {err}", request.url)))?;
+    let mut method = reqwest::Method::from_bytes(request.method.as_bytes())
+        .map_err(|_| HttpError::InvalidRequest(format!("bad method {:?}", request.method)))?;
+    if request.body.len() > MAX_BODY_BYTES {
+        return Err(HttpError::TooLarge(format!(
+            "request body of {} bytes is over the {MAX_BODY_BYTES}-byte cap",
+            request.body.len()
+        )));
+    }
+    let mut body = request.body;
+    for _ in 0..=MAX_REDIRECTS {
+        if let Some(denial) = access.grant.check(plugin, &url) {
+            return Err(HttpError::Denied(denial));
+        }
+        let client = access.client.as_ref().ok_or_else(|| {
+            HttpError::Denied(format!("plugin {plugin} has no http_allow entries"))
+        })?;
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(HttpError::Timeout);
+        }
+        let mut builder = client
+            .request(method.clone(), url.clone())
+            .timeout(left)
+            .body(body.clone());
+        for (name, value) in &request.headers {
+            builder = builder.header(name, value);
+        }
+        let response = builder.send().await.map_err(request_error)?;
+        if response.status().is_redirection() {
+            if let Some(location) = response.headers().get(reqwest::header::LOCATION) {
+                let location = location.to_str().unwrap_or_default();
+                url = url.join(location).map_err(|err| {
+                    HttpError::InvalidRequest(format!("bad redirect {location:?}: {err}"))
+                })?;
+                if response.status() == reqwest::StatusCode::SEE_OTHER {
+                    (method, body) = (reqwest::Method::GET, Vec::new());
+                }
+                continue;
+            }
+        }
+        return read_response(response, deadline).await;
+    }
+    Err(HttpError::InvalidRequest(format!(
+        "more than {MAX_REDIRECTS} redirects"
+    )))
+}
+
+async fn read_response(
+    mut response: reqwest::Response,
+    deadline: Instant,
+) -> Result<Response, HttpError> {
+    let status = response.status().as_u16();
+    let headers = response
+        .headers()
+        .iter()
+        .map(|(name, value)| {
+            let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
+            (name.as_str().to_owned(), value)
+        })
+        .collect();
+    let mut body = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let chunk = tokio::time::timeout(left.max(Duration::from_millis(1)), response.chunk())
+            .await
+            .map_err(|_| HttpError::Timeout)?
+            .map_err(request_error)?;
+        let Some(chunk) = chunk else { break };
+        if body.len() + chunk.len() > MAX_BODY_BYTES {
+            return Err(HttpError::TooLarge(format!(
+                "response body is over the {MAX_BODY_BYTES}-byte cap"
+            )));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Response {
+        status,
+        headers,
+        body,
+    })
+}
+
+fn request_error(err: reqwest::Error) -> HttpError {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&err);
+    while let Some(cause) = source {
+        if let Some(denied) = cause.downcast_ref::<Denied>() {
+            return HttpError::Denied(denied.0.clone());
+        }
+        source = cause.source();
+    }
+    if err.is_timeout() {
+        HttpError::Timeout
+    } else if err.is_builder() || err.is_request() && !err.is_connect() {
+        HttpError::InvalidRequest(err.to_string())
+    } else {
+        let mut message = err.to_string();
+        let mut source = std::error::Error::source(&err);
+        while let Some(cause) = source {
+            message = format!("{message}: {cause}");
+            source = cause.source();
+        }
+        HttpError::ConnectionFailed(message)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn grant(allow: &[&str], private: &[&str]) -> HttpGrant {
+        let owned = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        HttpGrant::parse(&owned(allow), &owned(private)).unwrap()
+    }
+
+    fn denied(grant: &HttpGrant, url: &str) -> bool {
+        grant.check("p", &Url::parse(url).unwrap()).is_some()
+    }
+
+    #[test]
+    fn destinations_match_scheme_host_and_port() {
+        let g = grant(&["hooks.slack.com", "http://*.example.com:8080"], &[]);
+        assert!(!denied(&g, "https://hooks.slack.com/services/x"));
+        assert!(denied(&g, "http://hooks.slack.com/"), "https by default");
+        assert!(denied(&g, "https://hooks.slack.com:8443/"), "default port");
+        assert!(denied(&g, "https://evil.com/?hooks.slack.com"));
+        assert!(!denied(&g, "http://a.b.example.com:8080/"));
+        assert!(
+            denied(&g, "http://example.com:8080/"),
+            "a wildcard needs a subdomain"
+        );
+    }
+
+    #[test]
+    fn private_addresses_need_their_own_listing() {
+        let g = grant(
+            &["http://127.0.0.1:9000", "http://10.1.2.3"],
+            &["127.0.0.1"],
+        );
+        assert!(!denied(&g, "http://127.0.0.1:9000/"));
+        let reason = g
+            .check("p", &Url::parse("http://10.1.2.3/").unwrap())
+            .unwrap();
+        assert!(
+            reason.contains("add \"10.1.2.3\" to http_private"),
+            "{reason}"
+        );
+    }
+
+    #[test]
+    fn denials_say_which_line_would_allow_them() {
+        let reason = grant(&[], &[])
+            .check("slack", &Url::parse("https://hooks.slack.com/x").unwrap())
+            .unwrap();
+        assert!(
+            reason.contains("add \"https://hooks.slack.com:443\" to http_allow in [plugins.slack]"),
+            "{reason}"
+        );
+    }
+
+    #[test]
+    fn public_means_public() {
+        for ip in [
+            "127.0.0.1",
+            "10.0.0.1",
+            "192.168.1.1",
+            "169.254.1.1",
+            "100.64.0.1",
+            "::1",
+            "fe80::1",
+            "fd00::1",
+            "::ffff:127.0.0.1",
+            "0.0.0.0",
+        ] {
+            assert!(!is_public(ip.parse().unwrap()), "{ip}");
+        }
+        for ip in ["1.1.1.1", "2606:4700::1111"] {
+            assert!(is_public(ip.parse().unwrap()), "{ip}");
+        }
+    }
+}
