@@ -15,6 +15,8 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -313,9 +315,10 @@ impl Config {
         self.http.get(name).cloned().unwrap_or_default()
     }
 
-    /// Plugin `name`'s HTTP grant with a client that enforces it.
-    pub(crate) fn http_access_for(&self, name: &str) -> HttpAccess {
-        HttpAccess::new(name, self.http_grant_for(name))
+    /// Plugin `name`'s HTTP grant with a client that enforces it, counting
+    /// denials in `denied`.
+    pub(crate) fn http_access_for(&self, name: &str, denied: Arc<AtomicU64>) -> HttpAccess {
+        HttpAccess::new(name, self.http_grant_for(name), denied)
     }
 
     /// The resolved settings of plugin `name` (empty when it has none).

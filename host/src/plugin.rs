@@ -280,7 +280,7 @@ pub async fn probe(plugin: &LoadedPlugin, limits: &Limits) -> Result<(), LoadErr
     let deadline = Instant::now() + limits.timeout;
     let no_grants = (
         Default::default(),
-        HttpAccess::new(&plugin.name, Default::default()),
+        HttpAccess::new(&plugin.name, Default::default(), Default::default()),
     );
     match worker::instantiate(plugin, limits, no_grants, deadline).await {
         Ok(_) => Ok(()),

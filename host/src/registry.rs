@@ -22,6 +22,8 @@ pub(crate) struct Route {
     pub(crate) queue: mpsc::Sender<Job>,
     /// Content hash of the version that will handle the next queued event.
     pub(crate) version: Arc<str>,
+    /// HTTP requests denied to the plugin, across reconfigurations.
+    pub(crate) http_denied: Arc<AtomicU64>,
 }
 
 /// Every plugin's route, sorted by name.
@@ -33,6 +35,7 @@ struct WorkerRecord {
     path: Arc<Mutex<PathBuf>>,
     version: Arc<Mutex<Arc<str>>>,
     stats: Arc<Mutex<PluginStats>>,
+    http_denied: Arc<AtomicU64>,
     task: JoinHandle<()>,
 }
 
@@ -47,6 +50,8 @@ pub struct PluginSummary {
     pub version: String,
     /// Its counts so far.
     pub stats: PluginStats,
+    /// HTTP requests it made that were denied.
+    pub http_denied: u64,
 }
 
 /// Counts of what hot reload did.
@@ -112,15 +117,17 @@ impl Registry {
         let stats = Arc::new(Mutex::new(PluginStats::default()));
         let version = Arc::new(Mutex::new(plugin.hash.clone()));
         let path = Arc::new(Mutex::new(plugin.path.clone()));
+        let http_denied = Arc::new(AtomicU64::new(0));
         let route = Arc::new(Route {
             name: plugin.name.clone(),
             capacity: limits.queue_capacity,
             queue,
             version: plugin.hash.clone(),
+            http_denied: http_denied.clone(),
         });
         let worker = Worker {
             settings: Arc::new(config.settings_for(&plugin.name)),
-            http: config.http_access_for(&plugin.name),
+            http: config.http_access_for(&plugin.name, http_denied.clone()),
             limits,
             stats: stats.clone(),
             version: version.clone(),
@@ -132,6 +139,7 @@ impl Registry {
             path,
             version,
             stats,
+            http_denied,
             task: tokio::spawn(worker.run(receiver)),
         };
         if let Ok(mut workers) = self.workers.lock() {
@@ -168,6 +176,7 @@ impl Registry {
                     capacity: r.capacity,
                     queue: r.queue.clone(),
                     version: hash.clone(),
+                    http_denied: r.http_denied.clone(),
                 });
             }
         });
@@ -217,7 +226,7 @@ impl Registry {
         let job = Job::Reconfigure {
             limits: config.limits_for(&route.name),
             settings: Arc::new(config.settings_for(&route.name)),
-            http: config.http_access_for(&route.name),
+            http: config.http_access_for(&route.name, route.http_denied.clone()),
         };
         let _ = route.queue.send(job).await;
     }
@@ -282,6 +291,7 @@ fn summary(record: &WorkerRecord) -> PluginSummary {
             .map(|v| v.to_string())
             .unwrap_or_default(),
         stats: record.stats.lock().map(|s| s.clone()).unwrap_or_default(),
+        http_denied: record.http_denied.load(Ordering::Relaxed),
     }
 }
 

@@ -174,7 +174,7 @@ async fn a_slow_copy_loads_once_with_the_final_content() {
     let plugins = tempfile::tempdir().unwrap();
     let cache = tempfile::tempdir().unwrap();
     let host = watching(plugins.path(), cache.path()).await;
-    // A 1 MiB component, written in 64 KiB chunks 20 ms apart, as a slow
+    // A 1 MiB component, written in 64 KiB chunks 10 ms apart, as a slow
     // `cp` would.
     let big = common::variant(
         &std::fs::read(common::fixture("counts")).unwrap(),
@@ -187,7 +187,7 @@ async fn a_slow_copy_loads_once_with_the_final_content() {
         for chunk in big.chunks(64 << 10) {
             file.write_all(chunk).unwrap();
             file.flush().unwrap();
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
     common::eventually("the load", || host.reload_stats().loaded == 1).await;

@@ -117,6 +117,8 @@ async fn no_grant_means_no_network() {
         )),
         "{message}"
     );
+    let summaries = host.shutdown().await;
+    assert_eq!(summaries[0].http_denied, 1, "the denial is counted");
 }
 
 #[tokio::test]

@@ -10,6 +10,7 @@
 //! what is left of the plugin's deadline; bodies are capped.
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -175,12 +176,13 @@ fn is_public(ip: IpAddr) -> bool {
 pub struct HttpAccess {
     grant: Arc<HttpGrant>,
     client: Option<reqwest::Client>,
+    denied: Arc<AtomicU64>,
 }
 
 impl HttpAccess {
-    /// Access for plugin `plugin` under `grant`. No client is built for a
-    /// plugin that may reach nothing.
-    pub fn new(plugin: &str, grant: HttpGrant) -> HttpAccess {
+    /// Access for plugin `plugin` under `grant`, counting denials in
+    /// `denied`. No client is built for a plugin that may reach nothing.
+    pub fn new(plugin: &str, grant: HttpGrant, denied: Arc<AtomicU64>) -> HttpAccess {
         let grant = Arc::new(grant);
         let client = if grant.is_empty() {
             None
@@ -196,7 +198,11 @@ impl HttpAccess {
                 .map_err(|err| tracing::error!(plugin, "cannot build the HTTP client: {err}"))
                 .ok()
         };
-        HttpAccess { grant, client }
+        HttpAccess {
+            grant,
+            client,
+            denied,
+        }
     }
 }
 
@@ -235,6 +241,7 @@ impl crate::bindings::hookhost::hooks::http::Host for PluginState {
         let plugin = self.plugin.clone();
         let result = send(&self.http, &plugin, request, self.deadline).await;
         if let Err(HttpError::Denied(reason)) = &result {
+            self.http.denied.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(plugin = &*plugin, "http request denied: {reason}");
         }
         result
