@@ -31,7 +31,8 @@ const QUIET: Duration = Duration::from_millis(100);
 /// How often pending files are checked for quiet.
 const POLL: Duration = Duration::from_millis(25);
 
-/// A running watcher; dropping it stops nothing, call [`Watcher::stop`].
+/// A running watcher. Dropping it stops the file events, and the debounce
+/// task ends with them; [`Watcher::stop`] also abandons a reload in progress.
 pub(crate) struct Watcher {
     _notify: notify::RecommendedWatcher,
     task: JoinHandle<()>,

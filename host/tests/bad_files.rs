@@ -46,13 +46,7 @@ async fn each_bad_file_is_named_and_the_rest_keep_serving() {
     );
 
     assert_eq!(host.plugin_names(), ["counts"]);
-    let report = host
-        .emit_with_report(common::event(1))
-        .unwrap()
-        .wait()
-        .await;
-    assert_eq!(report.outcomes[0].1.result, Ok(()));
-    host.shutdown().await;
+    common::serves_then_shuts_down(host).await;
 }
 
 #[tokio::test]

@@ -16,19 +16,6 @@ async fn start(plugins: &std::path::Path, cache: &std::path::Path) -> Host {
     host
 }
 
-async fn serves(host: Host) {
-    let report = host
-        .emit_with_report(common::event(1))
-        .unwrap()
-        .wait()
-        .await;
-    assert!(
-        report.outcomes.iter().all(|(_, o)| o.result.is_ok()),
-        "{report:?}"
-    );
-    host.shutdown().await;
-}
-
 #[tokio::test]
 async fn a_warm_restart_compiles_nothing() {
     let plugins = common::plugins_dir(&["counts", "noop"]);
@@ -43,7 +30,7 @@ async fn a_warm_restart_compiles_nothing() {
             rebuilt: 0
         }
     );
-    serves(cold).await;
+    common::serves_then_shuts_down(cold).await;
 
     let warm = start(plugins.path(), cache.path()).await;
     assert_eq!(
@@ -54,7 +41,7 @@ async fn a_warm_restart_compiles_nothing() {
             rebuilt: 0
         }
     );
-    serves(warm).await;
+    common::serves_then_shuts_down(warm).await;
 }
 
 #[tokio::test]
@@ -86,7 +73,7 @@ async fn a_corrupt_or_truncated_entry_is_rebuilt_not_trusted() {
             rebuilt: 2
         }
     );
-    serves(host).await;
+    common::serves_then_shuts_down(host).await;
 
     let host = start(plugins.path(), cache.path()).await;
     assert_eq!(
@@ -97,7 +84,7 @@ async fn a_corrupt_or_truncated_entry_is_rebuilt_not_trusted() {
             rebuilt: 0
         }
     );
-    serves(host).await;
+    common::serves_then_shuts_down(host).await;
 }
 
 #[tokio::test]

@@ -200,13 +200,7 @@ async fn a_slow_copy_loads_once_with_the_final_content() {
         }
     );
     assert_eq!(version(&host, "big"), common::version_of(&big));
-    let report = host
-        .emit_with_report(common::event(1))
-        .unwrap()
-        .wait()
-        .await;
-    assert_eq!(report.outcomes[0].1.result, Ok(()));
-    host.shutdown().await;
+    common::serves_then_shuts_down(host).await;
 }
 
 #[tokio::test]

@@ -57,6 +57,17 @@ pub fn event(seq: u64) -> Event {
     .expect("valid test event")
 }
 
+/// Sends one event, asserts every plugin handled it, and shuts the host
+/// down.
+pub async fn serves_then_shuts_down(host: Host) {
+    let report = host.emit_with_report(event(1)).unwrap().wait().await;
+    assert!(
+        report.outcomes.iter().all(|(_, o)| o.result.is_ok()),
+        "{report:?}"
+    );
+    host.shutdown().await;
+}
+
 /// Waits until `condition` holds, failing the test after 20 seconds.
 pub async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
     let started = std::time::Instant::now();
