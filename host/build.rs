@@ -1,11 +1,12 @@
-//! Builds every guest crate (`plugins/*` and `tests/fixtures/*`) as a
+//! Builds every guest crate (`plugins/*`, `tests/fixtures/*` and the Rust
+//! example in `examples/hooks/rust`) as a
 //! `wasm32-wasip2` component, so that tests, benchmarks and the built-in
 //! plugins always run the guests of the same checkout.
 //!
 //! All guests are built by one nested `cargo build` in a target directory of
 //! their own, `<target>/wasm32-guests`, shared by every host profile (the
 //! nested build must not take the lock of the outer one). The components are
-//! copied to `<target>/wasm32-guests/components/{plugins,fixtures}/<folder>.wasm`
+//! copied to `<target>/wasm32-guests/components/{plugins,fixtures,examples}/<folder>.wasm`
 //! and that directory is passed to the host as `HOOKHOST_GUEST_DIR`. A new
 //! guest folder with a `Cargo.toml` is picked up without editing this file.
 
@@ -19,7 +20,11 @@ const GUEST_TARGET: &str = "wasm32-wasip2";
 
 /// Folders holding guest crates, and the subfolder of the guest directory
 /// their components are copied to.
-const GUEST_FOLDERS: [(&str, &str); 2] = [("plugins", "plugins"), ("tests/fixtures", "fixtures")];
+const GUEST_FOLDERS: [(&str, &str); 3] = [
+    ("plugins", "plugins"),
+    ("tests/fixtures", "fixtures"),
+    ("examples/hooks", "examples"),
+];
 
 /// How much of a failed nested build's stderr to show: enough for the first
 /// compiler errors, short enough to stay readable in cargo's output.
@@ -78,6 +83,9 @@ fn main() {
         "sdk",
         "plugins",
         "tests/fixtures",
+        // Only the Rust example: the other languages' folders hold build
+        // output that must not re-run this script.
+        "examples/hooks/rust",
         "Cargo.toml",
         "Cargo.lock",
     ] {

@@ -21,7 +21,10 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::capabilities::email::{EmailAccess, MailerSpec};
 use crate::capabilities::http::{HttpAccess, HttpGrant};
+use crate::capabilities::sql::{DatabaseSpec, Databases, SqlAccess};
+use crate::capabilities::Grants;
 use crate::settings::Settings;
 
 /// Fuel per event when nothing is configured: about a billion wasm
@@ -35,6 +38,11 @@ pub const DEFAULT_TIMEOUT_MS: u64 = 10_000;
 /// Linear memory a plugin may grow to when nothing is configured. A Rust
 /// hook uses 1-2 MiB; interpreted guests (Python, JavaScript) need tens.
 pub const DEFAULT_MEMORY_MIB: u64 = 128;
+/// Most events a batch hook gets per call when nothing is configured.
+pub const DEFAULT_BATCH_SIZE: usize = 500;
+/// How long a batch hook's worker waits for a batch to fill when nothing is
+/// configured: short enough that an alert is never noticeably late.
+pub const DEFAULT_BATCH_WAIT_MS: u64 = 200;
 /// Events that may wait in one plugin's queue. Past this, `Host::emit`
 /// refuses the event (nothing is half-delivered) and `Host::send` waits.
 pub const DEFAULT_QUEUE_CAPACITY: usize = 65_536;
@@ -49,6 +57,12 @@ pub struct Config {
     /// Each plugin's HTTP grant, parsed.
     #[serde(skip)]
     http: BTreeMap<String, HttpGrant>,
+    /// The `[databases]` sections, resolved and checked.
+    #[serde(skip)]
+    database_specs: BTreeMap<String, DatabaseSpec>,
+    /// The `[mailers]` sections, resolved and checked.
+    #[serde(skip)]
+    mailer_specs: BTreeMap<String, MailerSpec>,
     /// Engine-wide settings.
     #[serde(default)]
     pub engine: EngineConfig,
@@ -58,6 +72,26 @@ pub struct Config {
     /// Per-plugin sections, keyed by plugin name (the `.wasm` file's stem).
     #[serde(default)]
     pub plugins: BTreeMap<String, PluginConfig>,
+    /// Named database connections (`[databases.<name>]`), as written; see
+    /// [`DatabaseSpec::parse`] for the keys.
+    #[serde(default)]
+    pub databases: Sections,
+    /// Named SMTP servers (`[mailers.<name>]`), as written; see
+    /// [`MailerSpec::parse`] for the keys.
+    #[serde(default)]
+    pub mailers: Sections,
+}
+
+/// Named sections as written (`[databases.<name>]`, `[mailers.<name>]`).
+/// `Debug` shows their names only: they hold passwords.
+#[derive(Clone, Default, Deserialize)]
+#[serde(transparent)]
+pub struct Sections(pub BTreeMap<String, toml::Table>);
+
+impl std::fmt::Debug for Sections {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_set().entries(self.0.keys()).finish()
+    }
 }
 
 /// The `[engine]` section.
@@ -88,6 +122,11 @@ pub struct LimitsConfig {
     /// Keep one instance across events (`true`, the default) or give every
     /// event a fresh instance, so no state carries from one to the next.
     pub reuse_instance: Option<bool>,
+    /// Batch hooks only: most events per call (`DEFAULT_BATCH_SIZE`).
+    pub batch_size: Option<usize>,
+    /// Batch hooks only: how long to wait for a batch to fill before
+    /// delivering what is queued, in milliseconds (`DEFAULT_BATCH_WAIT_MS`).
+    pub batch_wait_ms: Option<u64>,
 }
 
 /// One `[plugins.<name>]` section.
@@ -106,6 +145,16 @@ pub struct PluginConfig {
     pub queue_capacity: Option<usize>,
     /// Keep one instance across events, or a fresh one per event.
     pub reuse_instance: Option<bool>,
+    /// Batch hooks only: most events per call.
+    pub batch_size: Option<usize>,
+    /// Batch hooks only: longest wait for a batch to fill, in milliseconds.
+    pub batch_wait_ms: Option<u64>,
+    /// Databases (`[databases.<name>]`) the plugin may use.
+    #[serde(default)]
+    pub databases: Vec<String>,
+    /// Mailers (`[mailers.<name>]`) the plugin may send through.
+    #[serde(default)]
+    pub mailers: Vec<String>,
     /// Destinations the plugin may send HTTP requests to:
     /// `[scheme://]host[:port]`, host may start with `*.`; scheme defaults
     /// to https, port to the scheme's. Empty (the default): none.
@@ -115,6 +164,10 @@ pub struct PluginConfig {
     /// loopback, private or link-local addresses.
     #[serde(default)]
     pub http_private: Vec<String>,
+    /// `true` lets the plugin read the real time through WASI's wall and
+    /// monotonic clocks (the signed webhook needs it for its timestamps).
+    /// Off by default: the clocks read the Unix epoch.
+    pub wall_clock: Option<bool>,
     /// Values the plugin reads with the `config.get` import, as written
     /// (see [`crate::settings`] for `${NAME}` and secrets).
     #[serde(default)]
@@ -133,6 +186,11 @@ impl std::fmt::Debug for PluginConfig {
             .field("reuse_instance", &self.reuse_instance)
             .field("http_allow", &self.http_allow)
             .field("http_private", &self.http_private)
+            .field("wall_clock", &self.wall_clock)
+            .field("batch_size", &self.batch_size)
+            .field("batch_wait_ms", &self.batch_wait_ms)
+            .field("databases", &self.databases)
+            .field("mailers", &self.mailers)
             .field("settings", &self.settings.keys().collect::<Vec<_>>())
             .finish()
     }
@@ -151,6 +209,10 @@ pub struct Limits {
     pub queue_capacity: usize,
     /// Whether one instance serves many events (until it traps).
     pub reuse_instance: bool,
+    /// Batch hooks: most events per call.
+    pub batch_size: usize,
+    /// Batch hooks: longest wait for a batch to fill.
+    pub batch_wait: Duration,
 }
 
 impl Default for Limits {
@@ -184,6 +246,16 @@ impl LimitsConfig {
                 .reuse_instance
                 .or(fallback.reuse_instance)
                 .unwrap_or(true),
+            batch_size: self
+                .batch_size
+                .or(fallback.batch_size)
+                .unwrap_or(DEFAULT_BATCH_SIZE)
+                .max(1),
+            batch_wait: Duration::from_millis(
+                self.batch_wait_ms
+                    .or(fallback.batch_wait_ms)
+                    .unwrap_or(DEFAULT_BATCH_WAIT_MS),
+            ),
         }
     }
 }
@@ -196,6 +268,8 @@ impl PluginConfig {
             memory_mib: self.memory_mib,
             queue_capacity: self.queue_capacity,
             reuse_instance: self.reuse_instance,
+            batch_size: self.batch_size,
+            batch_wait_ms: self.batch_wait_ms,
         }
     }
 }
@@ -231,6 +305,17 @@ pub enum ConfigError {
         path: PathBuf,
         /// The plugin.
         plugin: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A `[databases.<name>]` or `[mailers.<name>]` section is incomplete
+    /// or wrong, or a plugin is granted one that is not defined.
+    #[error("{path}: [{section}]: {reason}")]
+    Section {
+        /// The file.
+        path: PathBuf,
+        /// The section, `databases.events` or `plugins.sql`.
+        section: String,
         /// What is wrong.
         reason: String,
     },
@@ -291,6 +376,40 @@ impl Config {
                 })?;
             config.http.insert(plugin.clone(), grant);
         }
+        let base_dir = path.parent().unwrap_or(Path::new("."));
+        let section_error = |section: String, reason: String| ConfigError::Section {
+            path: path.to_owned(),
+            section,
+            reason,
+        };
+        for (name, table) in &config.databases.0 {
+            let section = format!("databases.{name}");
+            let spec = resolve_section(table)
+                .and_then(|settings| DatabaseSpec::parse(settings, base_dir))
+                .map_err(|reason| section_error(section, reason))?;
+            config.database_specs.insert(name.clone(), spec);
+        }
+        for (name, table) in &config.mailers.0 {
+            let section = format!("mailers.{name}");
+            let spec = resolve_section(table)
+                .and_then(MailerSpec::parse)
+                .map_err(|reason| section_error(section, reason))?;
+            config.mailer_specs.insert(name.clone(), spec);
+        }
+        for (plugin, section) in &config.plugins {
+            let grants = [
+                ("databases", &section.databases, config.databases.0.keys()),
+                ("mailers", &section.mailers, config.mailers.0.keys()),
+            ];
+            for (kind, granted, mut defined) in grants {
+                if let Some(missing) = granted.iter().find(|name| !defined.any(|d| d == *name)) {
+                    return Err(section_error(
+                        format!("plugins.{plugin}"),
+                        format!("{kind} lists \"{missing}\", but there is no [{kind}.{missing}] section"),
+                    ));
+                }
+            }
+        }
         Ok(config)
     }
 
@@ -315,16 +434,76 @@ impl Config {
         self.http.get(name).cloned().unwrap_or_default()
     }
 
-    /// Plugin `name`'s HTTP grant with a client that enforces it, counting
-    /// denials in `denied`.
-    pub(crate) fn http_access_for(&self, name: &str, denied: Arc<AtomicU64>) -> HttpAccess {
-        HttpAccess::new(name, self.http_grant_for(name), denied)
+    /// Whether plugin `name` may read the real time.
+    pub fn wall_clock_for(&self, name: &str) -> bool {
+        self.plugins
+            .get(name)
+            .and_then(|plugin| plugin.wall_clock)
+            .unwrap_or(false)
+    }
+
+    /// Everything plugin `name` is granted, with an HTTP client that
+    /// enforces its grant and counts denials in `http_denied`, and the
+    /// host's database pools.
+    pub(crate) fn grants_for(
+        &self,
+        name: &str,
+        http_denied: Arc<AtomicU64>,
+        databases: &Arc<Databases>,
+    ) -> Grants {
+        Grants {
+            settings: Arc::new(self.settings_for(name)),
+            http: HttpAccess::new(name, self.http_grant_for(name), http_denied),
+            sql: SqlAccess::new(
+                self.granted(name, |p| &p.databases, &self.database_specs),
+                databases.clone(),
+            ),
+            email: EmailAccess::new(self.granted(name, |p| &p.mailers, &self.mailer_specs)),
+            wall_clock: self.wall_clock_for(name),
+        }
+    }
+
+    /// The specs of the sections plugin `name` lists in `list`.
+    fn granted<T: Clone>(
+        &self,
+        name: &str,
+        list: impl Fn(&PluginConfig) -> &Vec<String>,
+        specs: &BTreeMap<String, T>,
+    ) -> BTreeMap<String, T> {
+        let Some(plugin) = self.plugins.get(name) else {
+            return BTreeMap::new();
+        };
+        list(plugin)
+            .iter()
+            .filter_map(|granted| Some((granted.clone(), specs.get(granted)?.clone())))
+            .collect()
+    }
+
+    /// Whether plugin `name`'s grants differ between `self` and `other`.
+    pub(crate) fn grants_differ(&self, other: &Config, name: &str) -> bool {
+        let databases = |c: &Config| c.granted(name, |p| &p.databases, &c.database_specs);
+        let mailers = |c: &Config| c.granted(name, |p| &p.mailers, &c.mailer_specs);
+        self.settings_for(name) != other.settings_for(name)
+            || self.http_grant_for(name) != other.http_grant_for(name)
+            || self.wall_clock_for(name) != other.wall_clock_for(name)
+            || databases(self) != databases(other)
+            || mailers(self) != mailers(other)
     }
 
     /// The resolved settings of plugin `name` (empty when it has none).
     pub fn settings_for(&self, name: &str) -> Settings {
         self.resolved.get(name).cloned().unwrap_or_default()
     }
+}
+
+/// A `[databases.*]` or `[mailers.*]` table with `${NAME}` substituted and
+/// secrets marked, like plugin settings; `password` is secret however it
+/// was written.
+fn resolve_section(table: &toml::Table) -> Result<Settings, String> {
+    let mut settings = Settings::resolve(table, |name| std::env::var(name).ok())
+        .map_err(|(key, reason)| format!("{key}: {reason}"))?;
+    settings.mark_secret("password");
+    Ok(settings)
 }
 
 /// 1-based line and column of byte `offset` in `text`.

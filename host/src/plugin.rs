@@ -9,16 +9,21 @@ use std::time::{Duration, Instant};
 use wasmtime::component::types::{ComponentExtern, ComponentItem};
 use wasmtime::component::Component;
 
+use crate::bindings::batch::BatchHookPre;
 use crate::bindings::HookPre;
 use crate::cache::content_hash;
-use crate::capabilities::http::HttpAccess;
+use crate::capabilities::Grants;
 use crate::config::Limits;
 use crate::engine::Runtime;
 use crate::state::PluginState;
-use crate::worker::{self, InstantiateError};
+use crate::worker::{self, Exports, InstantiateError};
 
 /// The world every plugin must implement, as named in errors.
 pub const HOOK_WORLD: &str = "hookhost:hooks/hook@0.1.0";
+/// The world of plugins that handle events in batches.
+pub const BATCH_HOOK_WORLD: &str = "hookhost:hooks/batch-hook@0.1.0";
+/// The export that makes a component a batch hook (world `batch-hook`).
+const BATCH_HANDLER_EXPORT: &str = "hookhost:hooks/batch-handler@0.1.0";
 
 /// A compiled plugin that implements the hook world, ready to instantiate.
 #[derive(Clone)]
@@ -34,7 +39,51 @@ pub struct LoadedPlugin {
     /// Time spent compiling it, or loading it from the compiled-component
     /// cache.
     pub compile_time: Duration,
-    pub(crate) pre: HookPre<PluginState>,
+    pub(crate) pre: PluginPre,
+}
+
+impl LoadedPlugin {
+    /// The world it implements: [`HOOK_WORLD`] or [`BATCH_HOOK_WORLD`].
+    pub fn world(&self) -> &'static str {
+        if self.pre.is_batch() {
+            BATCH_HOOK_WORLD
+        } else {
+            HOOK_WORLD
+        }
+    }
+}
+
+/// A component linked against the host, ready to instantiate.
+#[derive(Clone)]
+pub(crate) enum PluginPre {
+    /// It implements the `hook` world.
+    Single(HookPre<PluginState>),
+    /// It implements the `batch-hook` world.
+    Batch(BatchHookPre<PluginState>),
+}
+
+impl PluginPre {
+    /// Whether it handles events in batches.
+    pub(crate) fn is_batch(&self) -> bool {
+        matches!(self, PluginPre::Batch(_))
+    }
+
+    pub(crate) fn engine(&self) -> &wasmtime::Engine {
+        match self {
+            PluginPre::Single(pre) => pre.engine(),
+            PluginPre::Batch(pre) => pre.engine(),
+        }
+    }
+
+    pub(crate) async fn instantiate_async(
+        &self,
+        store: &mut wasmtime::Store<PluginState>,
+    ) -> wasmtime::Result<Exports> {
+        Ok(match self {
+            PluginPre::Single(pre) => Exports::Single(pre.instantiate_async(store).await?),
+            PluginPre::Batch(pre) => Exports::Batch(pre.instantiate_async(store).await?),
+        })
+    }
 }
 
 /// A file that could not be loaded as a plugin.
@@ -174,7 +223,9 @@ pub async fn inspect(runtime: &Runtime, path: &Path) -> Result<ComponentReport, 
     let imports = ty.imports(runtime.engine()).map(describe).collect();
     let exports = ty.exports(runtime.engine()).map(describe).collect();
     let verdict = match link(runtime, path, &component, bytes.len(), hash, compile_time) {
-        Ok(plugin) => probe(&plugin, &Limits::default()).await,
+        Ok(plugin) => probe(&plugin, &Limits::default())
+            .await
+            .map(|()| plugin.world()),
         Err(err) => Err(err),
     };
     Ok(ComponentReport {
@@ -222,16 +273,24 @@ fn check_header(path: &Path, bytes: &[u8]) -> Result<(), LoadError> {
     Ok(())
 }
 
-/// Links the component's imports and checks its exports. On failure, says
-/// which import is not provided or which export is missing or mistyped.
-fn instantiate_pre(
-    runtime: &Runtime,
-    component: &Component,
-) -> Result<HookPre<PluginState>, String> {
+/// Links the component's imports and checks its exports: a component that
+/// exports `batch-handler` is a batch hook, any other must export
+/// `handler`. On failure, says which import is not provided or which export
+/// is missing or mistyped.
+fn instantiate_pre(runtime: &Runtime, component: &Component) -> Result<PluginPre, String> {
     let instance_pre = runtime.linker().instantiate_pre(component).map_err(|err| {
         format!("{err:#}; the host provides WASI 0.2 and hookhost:hooks imports only")
     })?;
-    HookPre::new(instance_pre).map_err(|err| {
+    let is_batch = component
+        .component_type()
+        .exports(runtime.engine())
+        .any(|(name, _)| name == BATCH_HANDLER_EXPORT);
+    let pre = if is_batch {
+        BatchHookPre::new(instance_pre).map(PluginPre::Batch)
+    } else {
+        HookPre::new(instance_pre).map(PluginPre::Single)
+    };
+    pre.map_err(|err| {
         let exports = describe_exports(runtime, component);
         format!("{err:#} (the component exports: {exports})")
     })
@@ -278,11 +337,8 @@ pub async fn load_checked(
 /// at load time rather than on its first event.
 pub async fn probe(plugin: &LoadedPlugin, limits: &Limits) -> Result<(), LoadError> {
     let deadline = Instant::now() + limits.timeout;
-    let no_grants = (
-        Default::default(),
-        HttpAccess::new(&plugin.name, Default::default(), Default::default()),
-    );
-    match worker::instantiate(plugin, limits, no_grants, deadline).await {
+    let no_grants = Grants::none(&plugin.name);
+    match worker::instantiate(plugin, limits, &no_grants, deadline).await {
         Ok(_) => Ok(()),
         Err(InstantiateError::Mismatch(reason)) => Err(LoadError::WrongWorld {
             path: plugin.path.clone(),
@@ -302,8 +358,9 @@ pub struct ComponentReport {
     pub imports: Vec<String>,
     /// Exports, as `name (kind)`.
     pub exports: Vec<String>,
-    /// `Ok` when it implements the hook world and every import is provided.
-    pub verdict: Result<(), LoadError>,
+    /// The world it implements when it is a valid plugin (every import
+    /// provided, the exports of [`HOOK_WORLD`] or [`BATCH_HOOK_WORLD`]).
+    pub verdict: Result<&'static str, LoadError>,
 }
 
 fn item_kind(item: &ComponentItem) -> &'static str {

@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use crate::capabilities::sql::Databases;
 use crate::config::Config;
 use crate::outcome::PluginStats;
 use crate::plugin::LoadedPlugin;
@@ -82,6 +83,8 @@ pub(crate) struct Registry {
     unloaded: AtomicU64,
     configs_applied: AtomicU64,
     configs_rejected: AtomicU64,
+    /// The database pools plugins share.
+    databases: Arc<Databases>,
 }
 
 impl Registry {
@@ -126,8 +129,7 @@ impl Registry {
             http_denied: http_denied.clone(),
         });
         let worker = Worker {
-            settings: Arc::new(config.settings_for(&plugin.name)),
-            http: config.http_access_for(&plugin.name, http_denied.clone()),
+            grants: config.grants_for(&plugin.name, http_denied.clone(), &self.databases),
             limits,
             stats: stats.clone(),
             version: version.clone(),
@@ -225,8 +227,7 @@ impl Registry {
     pub(crate) async fn reconfigure(&self, route: &Route, config: &Config) {
         let job = Job::Reconfigure {
             limits: config.limits_for(&route.name),
-            settings: Arc::new(config.settings_for(&route.name)),
-            http: config.http_access_for(&route.name, route.http_denied.clone()),
+            grants: config.grants_for(&route.name, route.http_denied.clone(), &self.databases),
         };
         let _ = route.queue.send(job).await;
     }
@@ -277,6 +278,7 @@ impl Registry {
             summaries.push(summary(&record));
         }
         summaries.sort_by(|a, b| a.name.cmp(&b.name));
+        self.databases.close().await;
         summaries
     }
 }

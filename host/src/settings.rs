@@ -1,7 +1,8 @@
 //! A plugin's settings as it reads them through the `config` import:
 //! resolved once when the config is read, with `${NAME}` and
 //! `${NAME:-default}` taken from the environment, and secret values kept out
-//! of every `Debug` print.
+//! of every `Debug` print and masked in everything the plugin gets logged
+//! ([`Settings::redact`]).
 //!
 //! ```toml
 //! [plugins.slack.settings]
@@ -9,16 +10,29 @@
 //! webhook_url = "${SLACK_WEBHOOK_URL}"           # secret: from the environment
 //! username = "${SLACK_USERNAME:-hookhost}"       # with a default
 //! signing_key = { secret = "not in the logs" }   # marked secret
+//! headers = { authorization = { secret = "Bearer abc" } }  # nested, too
 //! ```
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
+
+use serde_json::Value;
+
+/// What a secret value is replaced with in logs and errors.
+pub const REDACTED: &str = "<secret>";
+
+/// Secret parts shorter than this are not masked: masking every `25` or
+/// `on` in the log would hide ordinary text and protect nothing.
+const MIN_MASKED_BYTES: usize = 4;
 
 /// One resolved setting.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Setting {
     text: String,
-    secret: bool,
+    /// The secret parts of `text`: values taken from the environment and
+    /// values marked `{ secret = "..." }`.
+    secrets: Vec<String>,
 }
 
 impl Setting {
@@ -27,17 +41,18 @@ impl Setting {
         &self.text
     }
 
-    /// Whether the value must stay out of logs, errors and reports: it was
-    /// marked `{ secret = "..." }` or came from the environment.
+    /// Whether the value holds anything that must stay out of logs, errors
+    /// and reports: a part marked `{ secret = "..." }` or taken from the
+    /// environment.
     pub fn is_secret(&self) -> bool {
-        self.secret
+        !self.secrets.is_empty()
     }
 }
 
 impl fmt::Debug for Setting {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.secret {
-            f.write_str("<secret>")
+        if self.is_secret() {
+            f.write_str(REDACTED)
         } else {
             write!(f, "{:?}", self.text)
         }
@@ -54,6 +69,37 @@ impl Settings {
         self.0.get(key)
     }
 
+    /// The text of setting `key`, if set.
+    pub fn text(&self, key: &str) -> Option<&str> {
+        self.0.get(key).map(Setting::text)
+    }
+
+    /// Makes the whole value of setting `key`, if set, secret.
+    pub fn mark_secret(&mut self, key: &str) {
+        if let Some(setting) = self.0.get_mut(key) {
+            setting.secrets.push(setting.text.clone());
+        }
+    }
+
+    /// The keys that are set.
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        self.0.keys().map(String::as_str)
+    }
+
+    /// `text` with every secret part of every setting replaced by
+    /// `<secret>`. Applied to whatever a plugin gets written to the host log
+    /// (its log lines, its output, its errors), so a hook that prints a
+    /// secret it was given does not leak it.
+    pub fn redact<'a>(&self, text: &'a str) -> Cow<'a, str> {
+        let mut text = Cow::Borrowed(text);
+        for secret in self.0.values().flat_map(|setting| &setting.secrets) {
+            if secret.len() >= MIN_MASKED_BYTES && text.contains(secret.as_str()) {
+                text = Cow::Owned(text.replace(secret.as_str(), REDACTED));
+            }
+        }
+        text
+    }
+
     /// Resolves a `[plugins.<name>.settings]` table, reading environment
     /// variables through `env`. On failure, returns the key and what is
     /// wrong with it.
@@ -63,40 +109,72 @@ impl Settings {
     ) -> Result<Settings, (String, String)> {
         let mut settings = BTreeMap::new();
         for (key, value) in table {
-            let setting = resolve_value(value, &env).map_err(|reason| (key.clone(), reason))?;
-            settings.insert(key.clone(), setting);
+            let mut secrets = Vec::new();
+            let resolved =
+                resolve_value(value, &env, &mut secrets).map_err(|reason| (key.clone(), reason))?;
+            let text = match resolved {
+                Value::String(text) => text,
+                Value::Array(_) | Value::Object(_) => resolved.to_string(),
+                _ => scalar_text(value),
+            };
+            settings.insert(key.clone(), Setting { text, secrets });
         }
         Ok(Settings(settings))
     }
 }
 
+/// `value` with environment references substituted and secret markers
+/// unwrapped, anywhere inside it; the secret parts are added to `secrets`.
 fn resolve_value(
     value: &toml::Value,
     env: &impl Fn(&str) -> Option<String>,
-) -> Result<Setting, String> {
-    match value {
-        toml::Value::String(text) => substitute(text, env),
+    secrets: &mut Vec<String>,
+) -> Result<Value, String> {
+    Ok(match value {
+        toml::Value::String(text) => Value::String(substitute(text, env, secrets)?),
         toml::Value::Table(table) if table.len() == 1 && table.contains_key("secret") => {
-            match &table["secret"] {
-                toml::Value::String(text) => Ok(Setting {
-                    secret: true,
-                    ..substitute(text, env)?
-                }),
-                _ => Err("`secret` must be a string".to_owned()),
-            }
+            let toml::Value::String(text) = &table["secret"] else {
+                return Err("`secret` must be a string".to_owned());
+            };
+            let text = substitute(text, env, secrets)?;
+            secrets.push(text.clone());
+            Value::String(text)
         }
-        other => Ok(Setting {
-            text: plain_text(other),
-            secret: false,
-        }),
+        toml::Value::Table(table) => Value::Object(
+            table
+                .iter()
+                .map(|(key, value)| Ok((key.clone(), resolve_value(value, env, secrets)?)))
+                .collect::<Result<_, String>>()?,
+        ),
+        toml::Value::Array(items) => Value::Array(
+            items
+                .iter()
+                .map(|item| resolve_value(item, env, secrets))
+                .collect::<Result<_, String>>()?,
+        ),
+        toml::Value::Datetime(datetime) => Value::String(datetime.to_string()),
+        other => serde_json::to_value(other).unwrap_or(Value::Null),
+    })
+}
+
+/// A number or boolean setting in its TOML spelling (`42`, `1.5`, `true`).
+fn scalar_text(value: &toml::Value) -> String {
+    match value {
+        toml::Value::Integer(n) => n.to_string(),
+        toml::Value::Float(x) => x.to_string(),
+        toml::Value::Boolean(b) => b.to_string(),
+        other => other.to_string(),
     }
 }
 
 /// Replaces `${NAME}` and `${NAME:-default}` in `text` (`$$` is a literal
-/// `$`). A value that used the environment is secret.
-fn substitute(text: &str, env: &impl Fn(&str) -> Option<String>) -> Result<Setting, String> {
+/// `$`). Each value taken from the environment is added to `secrets`.
+fn substitute(
+    text: &str,
+    env: &impl Fn(&str) -> Option<String>,
+    secrets: &mut Vec<String>,
+) -> Result<String, String> {
     let mut out = String::with_capacity(text.len());
-    let mut secret = false;
     let mut rest = text;
     while let Some(dollar) = rest.find('$') {
         out.push_str(&rest[..dollar]);
@@ -116,7 +194,7 @@ fn substitute(text: &str, env: &impl Fn(&str) -> Option<String>) -> Result<Setti
             match (value, default) {
                 (Some(value), _) => {
                     out.push_str(&value);
-                    secret = true;
+                    secrets.push(value);
                 }
                 (None, Some(default)) => out.push_str(default),
                 (None, None) => {
@@ -133,24 +211,8 @@ fn substitute(text: &str, env: &impl Fn(&str) -> Option<String>) -> Result<Setti
         }
     }
     out.push_str(rest);
-    Ok(Setting { text: out, secret })
+    Ok(out)
 }
-
-/// Non-string settings as the plugin sees them: scalars in their TOML
-/// spelling, tables and arrays as JSON.
-fn plain_text(value: &toml::Value) -> String {
-    match value {
-        toml::Value::String(text) => text.clone(),
-        toml::Value::Integer(n) => n.to_string(),
-        toml::Value::Float(x) => x.to_string(),
-        toml::Value::Boolean(b) => b.to_string(),
-        toml::Value::Datetime(d) => d.to_string(),
-        toml::Value::Array(_) | toml::Value::Table(_) => {
-            serde_json::to_string(value).unwrap_or_default()
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -209,5 +271,22 @@ mod tests {
         let settings = resolve("key = { secret = \"hunter2\" }").unwrap();
         assert_eq!(settings.get("key").unwrap().text(), "hunter2");
         assert_eq!(format!("{settings:?}"), r#"Settings({"key": <secret>})"#);
+    }
+
+    #[test]
+    fn redact_masks_the_secret_parts_only() {
+        let settings = resolve(
+            "key = { secret = \"hunter2\" }\nurl = \"${URL}/x\"\nname = \"bob\"\n\
+             headers = { authorization = { secret = \"Bearer s3cr3t\" } }",
+        )
+        .unwrap();
+        assert_eq!(
+            settings.redact("bob sent hunter2 to https://hooks.example/abc/x with Bearer s3cr3t"),
+            "bob sent <secret> to <secret>/x with <secret>"
+        );
+        assert!(matches!(settings.redact("nothing here"), Cow::Borrowed(_)));
+        let headers = settings.get("headers").unwrap();
+        assert_eq!(headers.text(), r#"{"authorization":"Bearer s3cr3t"}"#);
+        assert!(headers.is_secret());
     }
 }

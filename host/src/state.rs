@@ -8,8 +8,10 @@ use wasmtime::component::ResourceTable;
 use wasmtime::ResourceLimiter;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
+use crate::capabilities::email::EmailAccess;
 use crate::capabilities::http::HttpAccess;
-use crate::capabilities::wasi;
+use crate::capabilities::sql::SqlAccess;
+use crate::capabilities::{wasi, Grants};
 use crate::settings::Settings;
 
 /// Table elements a plugin's tables may grow to. Guests grow tables only for
@@ -28,6 +30,10 @@ pub struct PluginState {
     pub(crate) deadline: Instant,
     /// What the plugin may reach over HTTP, and its client.
     pub(crate) http: HttpAccess,
+    /// The databases it may use.
+    pub(crate) sql: SqlAccess,
+    /// The mailers it may send through.
+    pub(crate) email: EmailAccess,
     memory_cap: usize,
     wasi: WasiCtx,
     table: ResourceTable,
@@ -35,17 +41,14 @@ pub struct PluginState {
 
 impl PluginState {
     /// State for a fresh instance of `plugin`.
-    pub(crate) fn new(
-        plugin: Arc<str>,
-        settings: Arc<Settings>,
-        http: HttpAccess,
-        memory_cap: usize,
-    ) -> Self {
+    pub(crate) fn new(plugin: Arc<str>, grants: &Grants, memory_cap: usize) -> Self {
         PluginState {
-            http,
-            wasi: wasi::sandboxed_ctx(&plugin),
+            http: grants.http.clone(),
+            sql: grants.sql.clone(),
+            email: grants.email.clone(),
+            wasi: wasi::sandboxed_ctx(&plugin, &grants.settings, grants.wall_clock),
             plugin,
-            settings,
+            settings: grants.settings.clone(),
             deadline: Instant::now(),
             memory_cap,
             table: ResourceTable::new(),

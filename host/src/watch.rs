@@ -212,8 +212,7 @@ async fn reload_config(shared: &Shared, dir: &Path) {
         if !config.is_enabled(name) {
             registry.remove(name);
         } else if config.limits_for(name) != old.limits_for(name)
-            || config.settings_for(name) != old.settings_for(name)
-            || config.http_grant_for(name) != old.http_grant_for(name)
+            || config.grants_differ(&old, name)
         {
             registry.reconfigure(route, &config).await;
         }

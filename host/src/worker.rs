@@ -5,6 +5,7 @@
 //! event" follows from the loop: after any failure other than a returned
 //! error, the store is dropped and the next event gets a fresh instance.
 
+use std::borrow::Cow;
 use std::future::{poll_fn, Future};
 use std::pin::pin;
 use std::sync::{Arc, Mutex};
@@ -14,12 +15,12 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 use wasmtime::{Store, Trap, UpdateDeadline};
 
+use crate::bindings::batch::BatchHook;
 use crate::bindings::{Event, Hook, HookError};
-use crate::capabilities::http::HttpAccess;
+use crate::capabilities::Grants;
 use crate::config::Limits;
 use crate::outcome::{Failure, FailureClass, Outcome, PluginStats};
 use crate::plugin::LoadedPlugin;
-use crate::settings::Settings;
 use crate::state::{MemoryCapExceeded, PluginState};
 
 /// Most events taken off the queue per wake-up. Draining what is queued in
@@ -41,12 +42,8 @@ pub(crate) enum Job {
     },
     /// A new version of the plugin, for every later event.
     Swap(Box<LoadedPlugin>),
-    /// New limits and settings, for every later event.
-    Reconfigure {
-        limits: Limits,
-        settings: Arc<Settings>,
-        http: HttpAccess,
-    },
+    /// New limits and grants, for every later event.
+    Reconfigure { limits: Limits, grants: Grants },
 }
 
 /// The wall-clock deadline of a call passed while the guest was running.
@@ -57,15 +54,25 @@ struct DeadlineExceeded;
 /// A live instance and the store that owns it.
 pub(crate) struct Live {
     store: Store<PluginState>,
-    hook: Hook,
+    exports: Exports,
 }
+
+/// What a live instance exports: `handler` or `batch-handler`.
+pub(crate) enum Exports {
+    /// A `hook` world component.
+    Single(Hook),
+    /// A `batch-hook` world component.
+    Batch(BatchHook),
+}
+
+/// An event taken off the queue, and where its outcome goes if anyone asked.
+type Pending = (Arc<Event>, Option<oneshot::Sender<Outcome>>);
 
 /// Everything a worker needs; consumed by [`Worker::run`].
 pub(crate) struct Worker {
     pub(crate) plugin: LoadedPlugin,
     pub(crate) limits: Limits,
-    pub(crate) settings: Arc<Settings>,
-    pub(crate) http: HttpAccess,
+    pub(crate) grants: Grants,
     pub(crate) stats: Arc<Mutex<PluginStats>>,
     /// The live version and file, published for reports.
     pub(crate) version: Arc<Mutex<Arc<str>>>,
@@ -76,61 +83,122 @@ impl Worker {
     /// Handles jobs until the queue is closed and empty.
     pub(crate) async fn run(mut self, mut queue: mpsc::Receiver<Job>) {
         let mut live = None;
-        let mut batch = Vec::with_capacity(BATCH);
+        let mut jobs = Vec::with_capacity(BATCH);
+        let mut pending = Vec::with_capacity(BATCH);
         let mut outcomes = Vec::with_capacity(BATCH);
-        while queue.recv_many(&mut batch, BATCH).await > 0 {
-            // One clock read per event: each call starts where the last ended.
-            let mut started = Instant::now();
-            for job in batch.drain(..) {
-                let (event, reply) = match job {
-                    Job::Event { event, reply } => (event, reply),
+        while queue.recv_many(&mut jobs, BATCH).await > 0 {
+            if self.plugin.pre.is_batch() {
+                self.fill(&mut queue, &mut jobs).await;
+            }
+            for job in jobs.drain(..) {
+                match job {
+                    Job::Event { event, reply } => pending.push((event, reply)),
+                    // Events queued before a control job are handled by
+                    // the version and limits they were queued under.
                     Job::Swap(plugin) => {
+                        self.handle(&mut live, &mut pending, &mut outcomes).await;
                         self.switch_to(*plugin);
                         live = None;
-                        continue;
                     }
-                    Job::Reconfigure {
-                        limits,
-                        settings,
-                        http,
-                    } => {
+                    Job::Reconfigure { limits, grants } => {
+                        self.handle(&mut live, &mut pending, &mut outcomes).await;
                         // A fresh instance picks up the new memory cap and
-                        // settings; fuel and timeout apply per call anyway.
-                        (self.limits, self.settings, self.http) = (limits, settings, http);
+                        // grants; fuel and timeout apply per call anyway.
+                        (self.limits, self.grants) = (limits, grants);
                         live = None;
-                        continue;
                     }
-                };
-                let result = self.deliver(&mut live, &event, started).await;
-                let ended = Instant::now();
-                let outcome = Outcome {
-                    result,
-                    version: self.plugin.hash.clone(),
-                    latency: ended - started,
-                };
-                started = ended;
-                if let Err(failure) = &outcome.result {
-                    tracing::warn!(
-                        plugin = &*self.plugin.name,
-                        event = event.id,
-                        class = failure.class.as_str(),
-                        "{}",
-                        failure.message
-                    );
                 }
-                if let Some(reply) = reply {
-                    // The caller may have stopped waiting; that is fine.
-                    let _ = reply.send(outcome.clone());
-                }
-                outcomes.push(outcome);
             }
-            // Counted once per batch, so readers of the counts contend for
-            // the lock once per wake-up rather than once per event.
+            self.handle(&mut live, &mut pending, &mut outcomes).await;
+            // Counted once per wake-up, so readers of the counts contend for
+            // the lock once per batch rather than once per event.
             if let Ok(mut stats) = self.stats.lock() {
                 for outcome in outcomes.drain(..) {
                     stats.record(&outcome);
                 }
             }
+        }
+    }
+
+    /// For a batch hook: waits up to `batch_wait` for more events until
+    /// `batch_size` are queued, the queue closes, or a control job arrives.
+    async fn fill(&self, queue: &mut mpsc::Receiver<Job>, jobs: &mut Vec<Job>) {
+        let until = tokio::time::Instant::now() + self.limits.batch_wait;
+        loop {
+            let room = self.limits.batch_size.saturating_sub(jobs.len());
+            if room == 0 || !matches!(jobs.last(), Some(Job::Event { .. })) {
+                return;
+            }
+            match tokio::time::timeout_at(until, queue.recv_many(jobs, room)).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    }
+
+    /// Delivers the `pending` events, in order, and records their outcomes.
+    async fn handle(
+        &self,
+        live: &mut Option<Live>,
+        pending: &mut Vec<Pending>,
+        outcomes: &mut Vec<Outcome>,
+    ) {
+        if pending.is_empty() {
+            return;
+        }
+        if self.plugin.pre.is_batch() {
+            for chunk in pending.chunks(self.limits.batch_size) {
+                let started = Instant::now();
+                let events: Vec<Event> = chunk.iter().map(|(event, _)| (**event).clone()).collect();
+                let results = self.deliver_batch(live, &events, started).await;
+                let latency = started.elapsed();
+                for (result, (event, _)) in results.into_iter().zip(chunk) {
+                    outcomes.push(self.outcome(&event.id, result, latency));
+                }
+            }
+            let first = outcomes.len() - pending.len();
+            for ((_, reply), outcome) in pending.drain(..).zip(&outcomes[first..]) {
+                if let Some(reply) = reply {
+                    // The caller may have stopped waiting; that is fine.
+                    let _ = reply.send(outcome.clone());
+                }
+            }
+        } else {
+            // One clock read per event: each call starts where the last ended.
+            let mut started = Instant::now();
+            for (event, reply) in pending.drain(..) {
+                let result = self.deliver(live, &event, started).await;
+                let ended = Instant::now();
+                let outcome = self.outcome(&event.id, result, ended - started);
+                started = ended;
+                if let Some(reply) = reply {
+                    let _ = reply.send(outcome.clone());
+                }
+                outcomes.push(outcome);
+            }
+        }
+    }
+
+    /// The outcome of event `id`, its failure logged with the plugin's
+    /// secrets masked.
+    fn outcome(&self, id: &str, result: Result<(), Failure>, latency: Duration) -> Outcome {
+        let result = result.map_err(|mut failure| {
+            if let Cow::Owned(masked) = self.grants.settings.redact(&failure.message) {
+                failure.message = masked;
+            }
+            tracing::warn!(
+                plugin = &*self.plugin.name,
+                event = id,
+                class = failure.class.as_str(),
+                "{}",
+                failure.message
+            );
+            failure
+        });
+        Outcome {
+            result,
+            version: self.plugin.hash.clone(),
+            latency,
         }
     }
 
@@ -166,10 +234,38 @@ impl Worker {
         result
     }
 
+    /// Calls a batch hook with `events`: one result per event. A trap fails
+    /// them all and drops the instance.
+    async fn deliver_batch(
+        &self,
+        live: &mut Option<Live>,
+        events: &[Event],
+        started: Instant,
+    ) -> Vec<Result<(), Failure>> {
+        let deadline = started + self.limits.timeout;
+        let instance = match live {
+            Some(instance) => instance,
+            None => match self.instantiate(deadline).await {
+                Ok(instance) => live.insert(instance),
+                Err(failure) => return vec![Err(failure); events.len()],
+            },
+        };
+        let results = self.call_batch(instance, events, deadline).await;
+        if results.is_err() || !self.limits.reuse_instance {
+            *live = None;
+        }
+        match results {
+            Ok(results) => results,
+            Err(failure) => vec![Err(failure); events.len()],
+        }
+    }
+
     async fn call(&self, live: &mut Live, event: &Event, deadline: Instant) -> Result<(), Failure> {
+        let Exports::Single(hook) = &live.exports else {
+            unreachable!("a batch hook's events go through call_batch");
+        };
         arm_limits(&mut live.store, &self.limits, deadline);
-        let call = live
-            .hook
+        let call = hook
             .hookhost_hooks_handler()
             .call_handle(&mut live.store, event);
         match within_deadline(call, deadline).await {
@@ -180,12 +276,43 @@ impl Worker {
         }
     }
 
+    async fn call_batch(
+        &self,
+        live: &mut Live,
+        events: &[Event],
+        deadline: Instant,
+    ) -> Result<Vec<Result<(), Failure>>, Failure> {
+        let Exports::Batch(hook) = &live.exports else {
+            unreachable!("a single-event hook's events go through call");
+        };
+        arm_limits(&mut live.store, &self.limits, deadline);
+        let call = hook
+            .hookhost_hooks_batch_handler()
+            .call_handle_batch(&mut live.store, events);
+        match within_deadline(call, deadline).await {
+            Some(Ok(results)) if results.len() == events.len() => Ok(results
+                .into_iter()
+                .map(|result| result.map_err(returned))
+                .collect()),
+            Some(Ok(results)) => Err(Failure {
+                class: FailureClass::Trap,
+                retryable: false,
+                message: format!(
+                    "handle-batch returned {} results for {} events",
+                    results.len(),
+                    events.len()
+                ),
+            }),
+            Some(Err(trap)) => Err(classify(&trap, &self.limits)),
+            None => Err(blocked_past_deadline(&self.limits)),
+        }
+    }
+
     async fn instantiate(&self, deadline: Instant) -> Result<Live, Failure> {
         if let Ok(mut stats) = self.stats.lock() {
             stats.instantiations += 1;
         }
-        let grants = (self.settings.clone(), self.http.clone());
-        instantiate(&self.plugin, &self.limits, grants, deadline)
+        instantiate(&self.plugin, &self.limits, &self.grants, deadline)
             .await
             .map_err(|err| match err {
                 InstantiateError::Failed(failure) => failure,
@@ -212,10 +339,10 @@ pub(crate) enum InstantiateError {
 pub(crate) async fn instantiate(
     plugin: &LoadedPlugin,
     limits: &Limits,
-    (settings, http): (Arc<Settings>, HttpAccess),
+    grants: &Grants,
     deadline: Instant,
 ) -> Result<Live, InstantiateError> {
-    let state = PluginState::new(plugin.name.clone(), settings, http, limits.memory_bytes);
+    let state = PluginState::new(plugin.name.clone(), grants, limits.memory_bytes);
     let mut store = Store::new(plugin.pre.engine(), state);
     store.limiter(|state| state);
     store.epoch_deadline_callback(|store| {
@@ -229,15 +356,16 @@ pub(crate) async fn instantiate(
     arm_limits(&mut store, limits, deadline);
     let instantiate = plugin.pre.instantiate_async(&mut store);
     match within_deadline(instantiate, deadline).await {
-        Some(Ok(hook)) => Ok(Live { store, hook }),
+        Some(Ok(exports)) => Ok(Live { store, exports }),
         Some(Err(err)) if is_guest_failure(&err) => Err(InstantiateError::Failed(
             instantiation_failed(classify(&err, limits)),
         )),
         // Linking checked the export names; what is left is their types,
-        // and the hook world exports one function.
+        // and each world exports one function.
         Some(Err(err)) => Err(InstantiateError::Mismatch(format!(
-            "its `handle` export has the wrong signature ({err:#}); the world requires \
-             `handle: func(event: event) -> result<_, hook-error>`"
+            "its export has the wrong signature ({err:#}); the hook world requires \
+             `handle: func(event: event) -> result<_, hook-error>`, the batch-hook world \
+             `handle-batch: func(events: list<event>) -> list<result<_, hook-error>>`"
         ))),
         None => Err(InstantiateError::Failed(instantiation_failed(
             blocked_past_deadline(limits),

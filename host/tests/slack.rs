@@ -7,59 +7,9 @@ mod common;
 
 use std::net::SocketAddr;
 
+use common::receiver;
 use hookhost::{Event, FailureClass, Host};
 use serde_json::{json, Value};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
-use tokio::sync::mpsc;
-
-/// A webhook receiver: records each request's path and JSON body and
-/// answers `/status/<code>` with that code, anything else with 200.
-async fn receiver() -> (SocketAddr, mpsc::UnboundedReceiver<(String, Value)>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (sender, received) = mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        while let Ok((mut conn, _)) = listener.accept().await {
-            let sender = sender.clone();
-            tokio::spawn(async move {
-                let mut data = Vec::new();
-                let mut buf = [0u8; 8192];
-                let (head_end, length) = loop {
-                    match conn.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => data.extend_from_slice(&buf[..n]),
-                    }
-                    if let Some(end) = data.windows(4).position(|w| w == b"\r\n\r\n") {
-                        let head = String::from_utf8_lossy(&data[..end]).to_ascii_lowercase();
-                        let length = head
-                            .lines()
-                            .find_map(|l| l.strip_prefix("content-length:"))
-                            .and_then(|v| v.trim().parse::<usize>().ok())
-                            .unwrap_or(0);
-                        break (end + 4, length);
-                    }
-                };
-                while data.len() < head_end + length {
-                    match conn.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => data.extend_from_slice(&buf[..n]),
-                    }
-                }
-                let head = String::from_utf8_lossy(&data[..head_end]).into_owned();
-                let path = head.split_whitespace().nth(1).unwrap_or("/").to_owned();
-                let body = serde_json::from_slice(&data[head_end..]).unwrap_or(Value::Null);
-                let status = path.strip_prefix("/status/").unwrap_or("200").to_owned();
-                let _ = sender.send((path, body));
-                let response = format!(
-                    "HTTP/1.1 {status} X\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok"
-                );
-                let _ = conn.write_all(response.as_bytes()).await;
-            });
-        }
-    });
-    (addr, received)
-}
 
 async fn slack(addr: SocketAddr, path: &str, settings: &str) -> Host {
     let dir = tempfile::tempdir().unwrap();
@@ -93,10 +43,11 @@ fn drift(severity: &str) -> Value {
 
 #[tokio::test]
 async fn a_drift_alert_is_the_reference_payload() {
-    let (addr, mut received) = receiver().await;
+    let (addr, mut received) = receiver::start().await;
     let host = slack(addr, "/hook", "channel = \"#data-alerts\"\n").await;
     send(&host, drift("high")).await.unwrap();
-    let (path, body) = received.recv().await.unwrap();
+    let request = received.recv().await.unwrap();
+    let (body, path) = (request.json(), request.path);
     assert_eq!(path, "/hook");
     let expected = json!({
         "username": "hookhost",
@@ -124,13 +75,13 @@ async fn a_drift_alert_is_the_reference_payload() {
 
 #[tokio::test]
 async fn severity_picks_emoji_and_colour_and_the_minimum_filters() {
-    let (addr, mut received) = receiver().await;
+    let (addr, mut received) = receiver::start().await;
     let host = slack(addr, "/hook", "min_severity = \"medium\"\n").await;
     for severity in ["low", "odd", "medium"] {
         send(&host, drift(severity)).await.unwrap();
     }
     host.shutdown().await;
-    let (_, body) = received.recv().await.unwrap();
+    let body = received.recv().await.unwrap().json();
     assert_eq!(body["text"], "🔶 *Data Drift Detected*");
     assert_eq!(body["attachments"][0]["color"], "#FF8C00");
     assert!(
@@ -141,7 +92,7 @@ async fn severity_picks_emoji_and_colour_and_the_minimum_filters() {
 
 #[tokio::test]
 async fn schema_changes_and_failures_are_the_reference_payloads() {
-    let (addr, mut received) = receiver().await;
+    let (addr, mut received) = receiver::start().await;
     let host = slack(addr, "/hook", "footer = \"Acme\"\n").await;
     send(
         &host,
@@ -173,7 +124,7 @@ async fn schema_changes_and_failures_are_the_reference_payloads() {
     .unwrap();
     host.shutdown().await;
 
-    let (_, changed) = received.recv().await.unwrap();
+    let changed = received.recv().await.unwrap().json();
     assert_eq!(
         changed,
         json!({
@@ -192,13 +143,13 @@ async fn schema_changes_and_failures_are_the_reference_payloads() {
             }]
         })
     );
-    let (_, added) = received.recv().await.unwrap();
+    let added = received.recv().await.unwrap().json();
     assert_eq!(added["text"], "➕ *Schema Change Detected*");
     assert_eq!(
         added["attachments"][0]["fields"][2]["value"],
         "Column `email` was added"
     );
-    let (_, failed) = received.recv().await.unwrap();
+    let failed = received.recv().await.unwrap().json();
     assert_eq!(
         failed,
         json!({
@@ -225,7 +176,7 @@ async fn schema_changes_and_failures_are_the_reference_payloads() {
 
 #[tokio::test]
 async fn switches_turn_messages_off() {
-    let (addr, mut received) = receiver().await;
+    let (addr, mut received) = receiver::start().await;
     let host = slack(addr, "/hook", "alert_on_drift = false\n").await;
     send(&host, drift("high")).await.unwrap();
     host.shutdown().await;
@@ -234,7 +185,7 @@ async fn switches_turn_messages_off() {
 
 #[tokio::test]
 async fn rate_limits_and_server_errors_are_retryable_others_permanent() {
-    let (addr, _received) = receiver().await;
+    let (addr, _received) = receiver::start().await;
     for (code, retryable) in [(429, true), (503, true), (400, false), (404, false)] {
         let host = slack(addr, &format!("/status/{code}"), "").await;
         let failure = send(&host, drift("high")).await.unwrap_err();

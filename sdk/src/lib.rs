@@ -55,6 +55,28 @@ pub mod bindings {
     });
 }
 
+/// Bindings generated from the `batch-hook` world, sharing the types and
+/// imports of [`bindings`]. Hidden: [`export_batch_hook!`] reaches in here.
+#[doc(hidden)]
+#[allow(missing_docs)]
+pub mod batch_bindings {
+    wit_bindgen::generate!({
+        path: "../wit",
+        world: "batch-hook",
+        pub_export_macro: true,
+        export_macro_name: "__export_batch_hook_world",
+        default_bindings_module: "$crate::batch_bindings",
+        with: {
+            "hookhost:hooks/types@0.1.0": crate::bindings::hookhost::hooks::types,
+            "hookhost:hooks/log@0.1.0": crate::bindings::hookhost::hooks::log,
+            "hookhost:hooks/config@0.1.0": crate::bindings::hookhost::hooks::config,
+            "hookhost:hooks/http@0.1.0": crate::bindings::hookhost::hooks::http,
+            "hookhost:hooks/sql@0.1.0": crate::bindings::hookhost::hooks::sql,
+            "hookhost:hooks/email@0.1.0": crate::bindings::hookhost::hooks::email,
+        },
+    });
+}
+
 use bindings::exports::hookhost::hooks::handler::Guest;
 
 pub use bindings::hookhost::hooks::types::{
@@ -122,6 +144,191 @@ macro_rules! export_hook {
             $crate::bindings::__export_hook_world! { $hook with_types_in $crate::bindings }
         };
     };
+}
+
+/// A hook that handles events in batches (the `batch-hook` world), for
+/// work that is cheaper in bulk, such as writing rows in one transaction.
+///
+/// The host collects queued events up to the plugin's `batch_size`, waiting
+/// at most `batch_wait_ms` for a batch to fill. Register the implementing
+/// type with [`export_batch_hook!`].
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a batch hook",
+    label = "`export_batch_hook!` needs a type that implements `hookhost_sdk::BatchHook`"
+)]
+pub trait BatchHook {
+    /// Handles `events`, returning one result per event in the same order.
+    /// A list of another length fails the whole batch.
+    fn handle_batch(events: Vec<Event>) -> Vec<Result<(), HookError>>;
+}
+
+impl<T: BatchHook> batch_bindings::exports::hookhost::hooks::batch_handler::Guest for T {
+    fn handle_batch(events: Vec<Event>) -> Vec<Result<(), HookError>> {
+        <T as BatchHook>::handle_batch(events)
+    }
+}
+
+/// Exports a [`BatchHook`] implementation as this component's
+/// `batch-handler`, like [`export_hook!`] does for a [`Hook`].
+#[macro_export]
+macro_rules! export_batch_hook {
+    ($hook:ident) => {
+        const _: fn(
+            ::std::vec::Vec<$crate::Event>,
+        ) -> ::std::vec::Vec<::core::result::Result<(), $crate::HookError>> =
+            <$hook as $crate::BatchHook>::handle_batch;
+        #[cfg(target_arch = "wasm32")]
+        const _: () = {
+            $crate::batch_bindings::__export_batch_hook_world! { $hook with_types_in $crate::batch_bindings }
+        };
+    };
+}
+
+/// SQL databases the host's configuration names (`[databases.<name>]`)
+/// and grants this plugin (`databases = [...]`).
+pub mod sql {
+    pub use crate::bindings::hookhost::hooks::sql::{Dialect, Rows, SqlError, Statement, Value};
+    use crate::HookError;
+
+    /// A statement with its parameters.
+    pub fn statement(sql: impl Into<String>, params: Vec<Value>) -> Statement {
+        Statement {
+            sql: sql.into(),
+            params,
+        }
+    }
+
+    /// The SQL dialect of `database`.
+    pub fn dialect(database: &str) -> Result<Dialect, SqlError> {
+        crate::bindings::hookhost::hooks::sql::dialect_of(database)
+    }
+
+    /// Runs one statement; returns the rows it affected.
+    pub fn execute(database: &str, statement: &Statement) -> Result<u64, SqlError> {
+        crate::bindings::hookhost::hooks::sql::execute(database, statement)
+    }
+
+    /// Runs one query and returns its rows.
+    pub fn query(database: &str, statement: &Statement) -> Result<Rows, SqlError> {
+        crate::bindings::hookhost::hooks::sql::query(database, statement)
+    }
+
+    /// Runs `statements` in one transaction, all or none.
+    pub fn transaction(database: &str, statements: &[Statement]) -> Result<Vec<u64>, SqlError> {
+        crate::bindings::hookhost::hooks::sql::transaction(database, statements)
+    }
+
+    /// A lost connection or a timeout is worth retrying; a denial or a
+    /// statement the database refused is not.
+    impl From<SqlError> for HookError {
+        fn from(err: SqlError) -> HookError {
+            match err {
+                SqlError::Connection(why) => HookError::Retryable(format!("database: {why}")),
+                SqlError::Timeout => HookError::Retryable("database: timed out".to_owned()),
+                SqlError::Denied(why) => HookError::Permanent(why),
+                SqlError::Statement(why) => HookError::Permanent(format!("database: {why}")),
+            }
+        }
+    }
+
+    impl From<Option<String>> for Value {
+        fn from(text: Option<String>) -> Value {
+            text.map_or(Value::Null, Value::Text)
+        }
+    }
+
+    impl From<Option<f64>> for Value {
+        fn from(number: Option<f64>) -> Value {
+            number.map_or(Value::Null, Value::Float)
+        }
+    }
+}
+
+/// Email through the SMTP servers the host's configuration names
+/// (`[mailers.<name>]`) and grants this plugin (`mailers = [...]`).
+pub mod email {
+    pub use crate::bindings::hookhost::hooks::email::{EmailError, Message};
+    use crate::HookError;
+
+    /// Sends `message` through `mailer`.
+    pub fn send(mailer: &str, message: &Message) -> Result<(), EmailError> {
+        crate::bindings::hookhost::hooks::email::send(mailer, message)
+    }
+
+    /// A server that is unreachable, temporarily failing or slow is worth
+    /// retrying; a denial, a bad address or a refusal is not.
+    impl From<EmailError> for HookError {
+        fn from(err: EmailError) -> HookError {
+            match err {
+                EmailError::Unavailable(why) => HookError::Retryable(format!("email: {why}")),
+                EmailError::Timeout => HookError::Retryable("email: timed out".to_owned()),
+                EmailError::Denied(why) => HookError::Permanent(why),
+                EmailError::Invalid(why) | EmailError::Rejected(why) => {
+                    HookError::Permanent(format!("email: {why}"))
+                }
+            }
+        }
+    }
+}
+
+/// Text for alerts, formatted the way the Python profilers' alert hooks
+/// write it, so hooks that notify people agree with each other.
+pub mod format {
+    use crate::MetricValue;
+
+    /// A metric value: numbers with two decimals (`100.00`), text as is,
+    /// `None` when absent.
+    pub fn metric(value: &Option<MetricValue>) -> String {
+        match value {
+            Some(MetricValue::Number(n)) => format!("{n:.2}"),
+            Some(MetricValue::Text(text)) => text.clone(),
+            None => "None".to_owned(),
+        }
+    }
+
+    /// A change in percent with its sign and one decimal (`+50.0%`,
+    /// `-1.0%`, `+0.0%`), `N/A` when absent.
+    pub fn change(change: Option<f64>) -> String {
+        match change {
+            Some(c) if c < 0.0 => format!("{c:.1}%"),
+            Some(c) => format!("+{:.1}%", c.abs()),
+            None => "N/A".to_owned(),
+        }
+    }
+
+    /// An event's RFC 3339 timestamp, in UTC.
+    pub fn parse_timestamp(timestamp: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+        chrono::DateTime::parse_from_rfc3339(timestamp)
+            .ok()
+            .map(|t| t.with_timezone(&chrono::Utc))
+    }
+
+    /// An event's timestamp as `YYYY-MM-DD HH:MM:SS UTC` (as it came when
+    /// it does not parse).
+    pub fn timestamp(timestamp: &str) -> String {
+        parse_timestamp(timestamp)
+            .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
+            .unwrap_or_else(|| timestamp.to_owned())
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn formats_like_the_python_hooks() {
+            assert_eq!(change(Some(50.0)), "+50.0%");
+            assert_eq!(change(Some(-1.0)), "-1.0%");
+            assert_eq!(change(Some(0.0)), "+0.0%");
+            assert_eq!(change(None), "N/A");
+            assert_eq!(metric(&Some(MetricValue::Number(100.0))), "100.00");
+            assert_eq!(metric(&Some(MetricValue::Text("abc".into()))), "abc");
+            assert_eq!(
+                timestamp("2025-01-15T10:30:00.5+01:00"),
+                "2025-01-15 09:30:00 UTC"
+            );
+        }
+    }
 }
 
 /// Writing to the host log.
@@ -256,6 +463,34 @@ pub mod http {
             .push(("content-type".to_owned(), "application/json".to_owned()));
         request.body = json.as_bytes().to_vec();
         send(&request)
+    }
+
+    /// What a hook that delivers events over HTTP should make of `result`:
+    /// the response when its status is 2xx, otherwise a hook error naming
+    /// `service`. A 429 or 5xx answer, a timeout and a failed connection
+    /// are retryable (the host may deliver the event again); a denial, an
+    /// invalid request, a body too large and any other status are permanent.
+    pub fn delivered(
+        result: Result<Response, HttpError>,
+        service: &str,
+    ) -> Result<Response, crate::HookError> {
+        use crate::HookError::{Permanent, Retryable};
+        match result {
+            Ok(response) if (200..300).contains(&response.status) => Ok(response),
+            Ok(response) => {
+                let reason = format!("{service} answered {}", response.status);
+                if response.status == 429 || response.status >= 500 {
+                    Err(Retryable(reason))
+                } else {
+                    Err(Permanent(reason))
+                }
+            }
+            Err(HttpError::Timeout) => Err(Retryable(format!("{service} timed out"))),
+            Err(HttpError::ConnectionFailed(why)) => Err(Retryable(format!("{service}: {why}"))),
+            Err(
+                HttpError::Denied(why) | HttpError::TooLarge(why) | HttpError::InvalidRequest(why),
+            ) => Err(Permanent(format!("{service}: {why}"))),
+        }
     }
 }
 

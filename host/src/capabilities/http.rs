@@ -116,8 +116,10 @@ impl HttpGrant {
             let port = url.port_or_known_default().unwrap_or(0);
             let host = url.host_str().unwrap_or("");
             return Some(format!(
-                "{url} is not allowed for plugin {plugin}; to allow it add \
+                "{}://{host}:{port}{} is not allowed for plugin {plugin}; to allow it add \
                  \"{}://{host}:{port}\" to http_allow in [plugins.{plugin}]",
+                url.scheme(),
+                url.path(),
                 url.scheme()
             ));
         }
@@ -242,6 +244,7 @@ impl crate::bindings::hookhost::hooks::http::Host for PluginState {
         let result = send(&self.http, &plugin, request, self.deadline).await;
         if let Err(HttpError::Denied(reason)) = &result {
             self.http.denied.fetch_add(1, Ordering::Relaxed);
+            let reason = self.settings.redact(reason);
             tracing::warn!(plugin = &*plugin, "http request denied: {reason}");
         }
         result
@@ -346,6 +349,9 @@ fn request_error(err: reqwest::Error) -> HttpError {
         }
         source = cause.source();
     }
+    // The URL may hold a token (Slack's webhook URLs do); the plugin knows
+    // which URL it asked for.
+    let err = err.without_url();
     if err.is_timeout() {
         HttpError::Timeout
     } else if err.is_builder() || err.is_request() && !err.is_connect() {

@@ -1,5 +1,5 @@
 //! `hookhost:hooks/log`: a plugin's log lines go to the host's `tracing`
-//! log, tagged with the plugin's name. Always granted.
+//! log, tagged with the plugin's name, its secrets masked. Always granted.
 
 use crate::bindings::hookhost::hooks::log::{Host, Level};
 use crate::state::PluginState;
@@ -9,7 +9,7 @@ const MAX_MESSAGE_BYTES: usize = 64 * 1024;
 
 impl Host for PluginState {
     fn log(&mut self, level: Level, message: String) {
-        let message = truncate(&message, MAX_MESSAGE_BYTES);
+        let message = self.settings.redact(truncate(&message, MAX_MESSAGE_BYTES));
         let plugin = &*self.plugin;
         match level {
             Level::Trace => tracing::trace!(target: "hookhost::plugin", plugin, "{message}"),

@@ -1,12 +1,15 @@
 //! The WASI 0.2 environment a plugin sees: empty by design. No files, no
 //! environment variables, no arguments, no sockets, and clocks frozen at the
-//! Unix epoch, so a plugin learns nothing about the host it was not given.
-//! Standard output and error become host log lines tagged with the plugin.
+//! Unix epoch unless the plugin is granted `wall_clock`, so a plugin learns
+//! nothing about the host it was not given. Standard output and error become
+//! host log lines tagged with the plugin, its secrets masked.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+
+use crate::settings::Settings;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtx};
@@ -14,17 +17,23 @@ use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtx};
 /// Longest line a plugin can print before it is cut into several log lines.
 const MAX_LINE_BYTES: usize = 64 * 1024;
 
-/// A WASI context that grants nothing.
-pub(crate) fn sandboxed_ctx(plugin: &Arc<str>) -> WasiCtx {
-    WasiCtx::builder()
-        .stdout(LogOutput::new(plugin, "stdout"))
-        .stderr(LogOutput::new(plugin, "stderr"))
-        .wall_clock(FrozenClock)
-        .monotonic_clock(FrozenClock)
+/// A WASI context that grants nothing but, with `wall_clock`, the time.
+pub(crate) fn sandboxed_ctx(
+    plugin: &Arc<str>,
+    settings: &Arc<Settings>,
+    wall_clock: bool,
+) -> WasiCtx {
+    let mut builder = WasiCtx::builder();
+    builder
+        .stdout(LogOutput::new(plugin, settings, "stdout"))
+        .stderr(LogOutput::new(plugin, settings, "stderr"))
         .allow_tcp(false)
         .allow_udp(false)
-        .allow_ip_name_lookup(false)
-        .build()
+        .allow_ip_name_lookup(false);
+    if !wall_clock {
+        builder.wall_clock(FrozenClock).monotonic_clock(FrozenClock);
+    }
+    builder.build()
 }
 
 /// A clock that always reads zero.
@@ -52,13 +61,15 @@ impl HostMonotonicClock for FrozenClock {
 #[derive(Clone)]
 struct LogOutput {
     plugin: Arc<str>,
+    settings: Arc<Settings>,
     stream: &'static str,
 }
 
 impl LogOutput {
-    fn new(plugin: &Arc<str>, stream: &'static str) -> Self {
+    fn new(plugin: &Arc<str>, settings: &Arc<Settings>, stream: &'static str) -> Self {
         LogOutput {
             plugin: plugin.clone(),
+            settings: settings.clone(),
             stream,
         }
     }
@@ -93,7 +104,10 @@ struct LineLogger {
 impl LineLogger {
     fn emit(&self, line: &[u8]) {
         let line = String::from_utf8_lossy(line);
-        let line = line.trim_end_matches(['\r', '\n']);
+        let line = self
+            .output
+            .settings
+            .redact(line.trim_end_matches(['\r', '\n']));
         tracing::info!(
             target: "hookhost::plugin",
             plugin = &*self.output.plugin,

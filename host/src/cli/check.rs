@@ -4,7 +4,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use hookhost::engine::Runtime;
-use hookhost::plugin::{self, HOOK_WORLD};
+use hookhost::plugin;
 
 /// Prints whether `file` is a valid plugin, and its imports and exports.
 pub async fn check(file: &Path) -> anyhow::Result<ExitCode> {
@@ -19,8 +19,8 @@ pub async fn check(file: &Path) -> anyhow::Result<ExitCode> {
         println!("  {export}");
     }
     match report.verdict {
-        Ok(()) => {
-            println!("ok: {} implements {HOOK_WORLD}", file.display());
+        Ok(world) => {
+            println!("ok: {} implements {world}", file.display());
             Ok(ExitCode::SUCCESS)
         }
         Err(err) => {

@@ -2,6 +2,8 @@
 //! a temporary plugins folder, and events to send.
 #![allow(dead_code)]
 
+pub mod receiver;
+
 use std::path::{Path, PathBuf};
 
 use hookhost::{Config, Event, Host};

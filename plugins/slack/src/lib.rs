@@ -9,11 +9,10 @@
 //! `alert_on_drift`, `alert_on_schema_change`, `alert_on_profiling_failure`
 //! (default `true`).
 
-use hookhost_sdk::http::{self, HttpError};
 use hookhost_sdk::{
-    config, DataDrift, Event, EventKind, Hook, HookError, MetricValue, ProfilingFailed,
-    SchemaChange,
+    config, DataDrift, Event, EventKind, Hook, HookError, ProfilingFailed, SchemaChange,
 };
+use hookhost_sdk::{format, http};
 use serde_json::{json, Value};
 
 struct Slack;
@@ -25,22 +24,8 @@ impl Hook for Slack {
         };
         let url = config::get("webhook_url")
             .ok_or_else(|| HookError::Permanent("setting `webhook_url` is not set".to_owned()))?;
-        match http::post_json(&url, &payload.to_string()) {
-            Ok(response) if (200..300).contains(&response.status) => Ok(()),
-            Ok(response) => {
-                let reason = format!("Slack answered {}", response.status);
-                if response.status == 429 || response.status >= 500 {
-                    Err(HookError::Retryable(reason))
-                } else {
-                    Err(HookError::Permanent(reason))
-                }
-            }
-            Err(HttpError::Timeout) => Err(HookError::Retryable("Slack timed out".to_owned())),
-            Err(HttpError::ConnectionFailed(why)) => Err(HookError::Retryable(why)),
-            Err(
-                HttpError::Denied(why) | HttpError::TooLarge(why) | HttpError::InvalidRequest(why),
-            ) => Err(HookError::Permanent(why)),
-        }
+        http::delivered(http::post_json(&url, &payload.to_string()), "Slack")?;
+        Ok(())
     }
 }
 
@@ -119,10 +104,14 @@ fn drift_message(drift: &DataDrift, timestamp: &str) -> (String, &'static str, V
         field("Table", ticks(&drift.table), true),
         field("Column", ticks(&drift.column), true),
         field("Metric", drift.metric.clone(), true),
-        field("Baseline Value", value_text(&drift.baseline_value), true),
-        field("Current Value", value_text(&drift.current_value), true),
-        field("Change", change_text(drift.change_percent), true),
-        field("Timestamp", timestamp_text(timestamp), true),
+        field(
+            "Baseline Value",
+            format::metric(&drift.baseline_value),
+            true,
+        ),
+        field("Current Value", format::metric(&drift.current_value), true),
+        field("Change", format::change(drift.change_percent), true),
+        field("Timestamp", format::timestamp(timestamp), true),
     ];
     (format!("{emoji} *Data Drift Detected*"), color, fields)
 }
@@ -149,7 +138,7 @@ fn schema_message(change: &SchemaChange, timestamp: &str) -> (String, &'static s
         field("Table", ticks(&change.table), true),
         field("Change Type", title_case(change_type), true),
         field("Description", description, false),
-        field("Timestamp", timestamp_text(timestamp), true),
+        field("Timestamp", format::timestamp(timestamp), true),
     ];
     (
         format!("{emoji} *Schema Change Detected*"),
@@ -166,27 +155,9 @@ fn failure_message(
         field("Table", ticks(&failure.table), true),
         field("Run ID", failure.run_id.clone(), true),
         field("Error", format!("```{}```", failure.error), false),
-        field("Timestamp", timestamp_text(timestamp), true),
+        field("Timestamp", format::timestamp(timestamp), true),
     ];
     ("❌ *Profiling Failed*".to_owned(), "#FF0000", fields)
-}
-
-/// Numbers with two decimals; text as it is.
-fn value_text(value: &Option<MetricValue>) -> String {
-    match value {
-        Some(MetricValue::Number(n)) => format!("{n:.2}"),
-        Some(MetricValue::Text(text)) => text.clone(),
-        None => "None".to_owned(),
-    }
-}
-
-/// Sign and one decimal (`+50.0%`, `-1.0%`, `+0.0%`), `N/A` when absent.
-fn change_text(change: Option<f64>) -> String {
-    match change {
-        Some(c) if c < 0.0 => format!("{c:.1}%"),
-        Some(c) => format!("+{:.1}%", c.abs()),
-        None => "N/A".to_owned(),
-    }
 }
 
 /// `column_added` -> `Column Added`.
@@ -204,22 +175,9 @@ fn title_case(snake: &str) -> String {
         .join(" ")
 }
 
-fn parse_time(timestamp: &str) -> Option<chrono::DateTime<chrono::Utc>> {
-    chrono::DateTime::parse_from_rfc3339(timestamp)
-        .ok()
-        .map(|t| t.with_timezone(&chrono::Utc))
-}
-
-/// `YYYY-MM-DD HH:MM:SS UTC`.
-fn timestamp_text(timestamp: &str) -> String {
-    parse_time(timestamp)
-        .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
-        .unwrap_or_else(|| timestamp.to_owned())
-}
-
 /// Whole Unix seconds, truncated.
 fn unix_seconds(timestamp: &str) -> i64 {
-    parse_time(timestamp).map_or(0, |t| t.timestamp())
+    format::parse_timestamp(timestamp).map_or(0, |t| t.timestamp())
 }
 
 #[cfg(test)]
@@ -227,18 +185,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn changes_and_values_format_like_the_python_hook() {
-        assert_eq!(change_text(Some(50.0)), "+50.0%");
-        assert_eq!(change_text(Some(-1.0)), "-1.0%");
-        assert_eq!(change_text(Some(0.0)), "+0.0%");
-        assert_eq!(change_text(None), "N/A");
-        assert_eq!(value_text(&Some(MetricValue::Number(100.0))), "100.00");
-        assert_eq!(value_text(&Some(MetricValue::Text("abc".into()))), "abc");
+    fn titles_and_times() {
         assert_eq!(title_case("column_added"), "Column Added");
-        assert_eq!(
-            timestamp_text("2025-01-15T10:30:00.5+01:00"),
-            "2025-01-15 09:30:00 UTC"
-        );
         assert_eq!(unix_seconds("1970-01-01T00:00:01.9Z"), 1);
     }
 }

@@ -1,0 +1,183 @@
+//! `hookhost:hooks/email`: plain-text mail through the SMTP servers of the
+//! configuration (`[mailers.<name>]`, with `lettre`), for the plugins
+//! granted them (`mailers = [...]` in `[plugins.<name>]`). The mailer sets
+//! the sender; the plugin sets recipients, subject and body.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use lettre::message::header::ContentType;
+use lettre::message::Mailbox;
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
+
+use crate::bindings::hookhost::hooks::email::{EmailError, Message};
+use crate::settings::Settings;
+use crate::state::PluginState;
+
+/// How the connection to the SMTP server is secured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TlsMode {
+    /// Plain text; only for a relay on the same machine or network.
+    None,
+    /// Plain text upgraded with STARTTLS (port 587 by default).
+    StartTls,
+    /// TLS from the first byte (port 465 by default).
+    Tls,
+}
+
+/// The keys a `[mailers.<name>]` section may have.
+const KEYS: &[&str] = &["host", "port", "tls", "username", "password", "from"];
+
+/// One `[mailers.<name>]` section, resolved and checked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MailerSpec {
+    host: String,
+    port: u16,
+    tls: TlsMode,
+    from: Mailbox,
+    settings: Settings,
+}
+
+impl MailerSpec {
+    /// Reads a `[mailers.<name>]` section: `host`, `port`, `tls` (`none`,
+    /// `starttls` or `tls`; default `starttls`), `username` and `password`
+    /// (usually `${NAME}` from the environment), and `from`.
+    pub fn parse(settings: Settings) -> Result<MailerSpec, String> {
+        if let Some(key) = settings.keys().find(|key| !KEYS.contains(key)) {
+            return Err(format!(
+                "unknown key `{key}`; expected one of {}",
+                KEYS.join(", ")
+            ));
+        }
+        let host = settings.text("host").ok_or("needs `host`")?.to_owned();
+        let tls = match settings.text("tls").unwrap_or("starttls") {
+            "none" => TlsMode::None,
+            "starttls" => TlsMode::StartTls,
+            "tls" => TlsMode::Tls,
+            other => return Err(format!("tls `{other}` is not one of none, starttls, tls")),
+        };
+        let port = match settings.text("port") {
+            Some(port) => port
+                .parse()
+                .map_err(|_| format!("port `{port}` is not a port number"))?,
+            None => match tls {
+                TlsMode::None => 25,
+                TlsMode::StartTls => 587,
+                TlsMode::Tls => 465,
+            },
+        };
+        let from = settings
+            .text("from")
+            .ok_or("needs `from`, the sender address")?;
+        let from = from
+            .parse()
+            .map_err(|err| format!("from `{from}` is not an address: {err}"))?;
+        if settings.text("username").is_some() != settings.text("password").is_some() {
+            return Err("give both `username` and `password`, or neither".to_owned());
+        }
+        Ok(MailerSpec {
+            host,
+            port,
+            tls,
+            from,
+            settings,
+        })
+    }
+
+    fn transport(
+        &self,
+        timeout: std::time::Duration,
+    ) -> Result<AsyncSmtpTransport<Tokio1Executor>, EmailError> {
+        let builder = match self.tls {
+            TlsMode::None => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&self.host),
+            TlsMode::StartTls => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&self.host)
+                .map_err(|err| EmailError::Unavailable(err.to_string()))?,
+            TlsMode::Tls => AsyncSmtpTransport::<Tokio1Executor>::relay(&self.host)
+                .map_err(|err| EmailError::Unavailable(err.to_string()))?,
+        };
+        let mut builder = builder.port(self.port).timeout(Some(timeout));
+        if let (Some(user), Some(password)) = (
+            self.settings.text("username"),
+            self.settings.text("password"),
+        ) {
+            builder = builder.credentials(Credentials::new(user.to_owned(), password.to_owned()));
+        }
+        Ok(builder.build())
+    }
+}
+
+/// The mailers one plugin may use.
+#[derive(Clone, Default)]
+pub struct EmailAccess {
+    granted: Arc<BTreeMap<String, MailerSpec>>,
+}
+
+impl EmailAccess {
+    /// Access to the `granted` mailers.
+    pub(crate) fn new(granted: BTreeMap<String, MailerSpec>) -> Self {
+        EmailAccess {
+            granted: Arc::new(granted),
+        }
+    }
+}
+
+/// The message as lettre builds it, or why it cannot be built.
+fn build(from: &Mailbox, message: Message) -> Result<lettre::Message, EmailError> {
+    let invalid =
+        |what: &str, err: &dyn std::fmt::Display| EmailError::Invalid(format!("{what}: {err}"));
+    if message.to.is_empty() {
+        return Err(EmailError::Invalid("no recipient in `to`".to_owned()));
+    }
+    let mut builder = lettre::Message::builder()
+        .from(from.clone())
+        .subject(message.subject)
+        .header(ContentType::TEXT_PLAIN);
+    for to in &message.to {
+        builder = builder.to(to
+            .parse()
+            .map_err(|err| invalid(&format!("recipient `{to}`"), &err))?);
+    }
+    for cc in &message.cc {
+        builder = builder.cc(cc
+            .parse()
+            .map_err(|err| invalid(&format!("recipient `{cc}`"), &err))?);
+    }
+    builder
+        .body(message.body)
+        .map_err(|err| invalid("message", &err))
+}
+
+fn send_error(err: lettre::transport::smtp::Error) -> EmailError {
+    if err.is_timeout() {
+        EmailError::Timeout
+    } else if err.is_permanent() {
+        EmailError::Rejected(err.to_string())
+    } else {
+        EmailError::Unavailable(err.to_string())
+    }
+}
+
+impl crate::bindings::hookhost::hooks::email::Host for PluginState {
+    async fn send(&mut self, mailer: String, message: Message) -> Result<(), EmailError> {
+        let plugin = &*self.plugin;
+        let spec = self.email.granted.get(&mailer).ok_or_else(|| {
+            EmailError::Denied(format!(
+                "mailer `{mailer}` is not granted to plugin {plugin}; to grant it, define \
+                 [mailers.{mailer}] and add \"{mailer}\" to mailers in [plugins.{plugin}]"
+            ))
+        })?;
+        let message = build(&spec.from, message)?;
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(EmailError::Timeout);
+        }
+        let transport = spec.transport(left)?;
+        tokio::time::timeout(left, transport.send(message))
+            .await
+            .map_err(|_| EmailError::Timeout)?
+            .map(drop)
+            .map_err(send_error)
+    }
+}

@@ -1,0 +1,435 @@
+//! The SQL capability and the built-in `sql` hook against a SQLite file
+//! and the real PostgreSQL and MariaDB servers on 127.0.0.1: rows compared
+//! field by field with the events sent, re-delivery without duplicates,
+//! the flush on shutdown, grants, typed values, transactions and
+//! connection failures.
+//!
+//! The servers are found through `HOOKHOST_TEST_POSTGRES_URL` (default
+//! `postgres://postgres@127.0.0.1:5432/test`) and `HOOKHOST_TEST_MYSQL_URL`
+//! (default `mysql://root@127.0.0.1:3306/test`). A server that cannot be
+//! reached fails its tests with a message saying how to start it.
+
+mod common;
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use hookhost::{Event, Host};
+use serde_json::{json, Value};
+use sqlx::Row as _;
+
+const POSTGRES_DEFAULT: &str = "postgres://postgres@127.0.0.1:5432/test";
+const MYSQL_DEFAULT: &str = "mysql://root@127.0.0.1:3306/test";
+
+fn postgres_url() -> String {
+    std::env::var("HOOKHOST_TEST_POSTGRES_URL").unwrap_or_else(|_| POSTGRES_DEFAULT.to_owned())
+}
+
+fn mysql_url() -> String {
+    std::env::var("HOOKHOST_TEST_MYSQL_URL").unwrap_or_else(|_| MYSQL_DEFAULT.to_owned())
+}
+
+/// A table name no other test run uses.
+fn unique_table(prefix: &str) -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!("{prefix}_{}_{nanos}", std::process::id())
+}
+
+/// A host running the built-in `sql` hook against `[databases.events]`
+/// as `database` describes it.
+async fn sql_host(database: &str, table: &str, extra: &str) -> Host {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(common::builtin("sql"), dir.path().join("sql.wasm")).unwrap();
+    let wait = if extra.contains("batch_wait_ms") {
+        ""
+    } else {
+        "batch_wait_ms = 20"
+    };
+    let config = format!(
+        "[databases.events]\n{database}\n\
+         [plugins.sql]\ndatabases = [\"events\"]\n{wait}\n{extra}\n\
+         [plugins.sql.settings]\ntable = \"{table}\"\n"
+    );
+    common::host(dir.path(), common::config(&config)).await
+}
+
+/// One event of each family the table has typed columns for, and a custom
+/// one, with fixed ids (prefixed with `run` so runs never collide).
+fn events(run: &str) -> Vec<Event> {
+    let events = [
+        json!({"event_id": format!("{run}-1"), "event_type": "ProfilingStarted",
+               "timestamp": "2025-01-15T10:30:00.123456Z",
+               "metadata": {"table": "orders", "run_id": "run-42"}}),
+        json!({"event_id": format!("{run}-2"), "event_type": "DataDriftDetected",
+               "timestamp": "2025-01-15T11:30:00+01:00",
+               "metadata": {"table": "orders", "column": "total_amount", "metric": "mean",
+                            "baseline_value": 100.0, "current_value": 150.5,
+                            "change_percent": 50.5, "drift_severity": "high"}}),
+        json!({"event_id": format!("{run}-3"), "event_type": "SchemaChangeDetected",
+               "timestamp": "2025-01-15T10:31:00Z",
+               "metadata": {"table": "customers", "change_type": "column_added",
+                            "column": "email", "new_type": "VARCHAR", "change_severity": "low"}}),
+        json!({"event_id": format!("{run}-4"), "event_type": "ProfilingFailed",
+               "timestamp": "2025-01-15T10:32:00Z",
+               "metadata": {"table": "payments", "run_id": "run-43", "error": "permission denied: «payments»"}}),
+        json!({"event_id": format!("{run}-5"), "event_type": "NightlyExportFinished",
+               "timestamp": "2025-01-15T10:33:00Z",
+               "metadata": {"table": "exports", "rows": 12, "nested": {"ok": true}}}),
+    ];
+    events
+        .iter()
+        .map(|json| Event::from_json(&json.to_string()).unwrap())
+        .collect()
+}
+
+/// The row the hook should write for each of `events(run)`, as
+/// (event_id, event_type, run_id, table_name, column_name, metric_name,
+/// baseline_value, current_value, change_percent, drift_severity, timestamp).
+fn expected(run: &str) -> Vec<Value> {
+    vec![
+        json!([
+            format!("{run}-1"),
+            "ProfilingStarted",
+            "run-42",
+            "orders",
+            null,
+            null,
+            null,
+            null,
+            null,
+            null,
+            "2025-01-15 10:30:00.123456"
+        ]),
+        json!([
+            format!("{run}-2"),
+            "DataDriftDetected",
+            null,
+            "orders",
+            "total_amount",
+            "mean",
+            100.0,
+            150.5,
+            50.5,
+            "high",
+            "2025-01-15 10:30:00"
+        ]),
+        json!([
+            format!("{run}-3"),
+            "SchemaChangeDetected",
+            null,
+            "customers",
+            "email",
+            null,
+            null,
+            null,
+            null,
+            "low",
+            "2025-01-15 10:31:00"
+        ]),
+        json!([
+            format!("{run}-4"),
+            "ProfilingFailed",
+            "run-43",
+            "payments",
+            null,
+            null,
+            null,
+            null,
+            null,
+            null,
+            "2025-01-15 10:32:00"
+        ]),
+        json!([
+            format!("{run}-5"),
+            "NightlyExportFinished",
+            null,
+            "exports",
+            null,
+            null,
+            null,
+            null,
+            null,
+            null,
+            "2025-01-15 10:33:00"
+        ]),
+    ]
+}
+
+async fn send_all(host: &Host, events: &[Event]) {
+    let mut pending = Vec::new();
+    for event in events {
+        pending.push(host.emit_with_report(event.clone()).unwrap());
+    }
+    for report in pending {
+        let report = report.wait().await;
+        for (plugin, outcome) in &report.outcomes {
+            assert!(outcome.result.is_ok(), "{plugin}: {:?}", outcome.result);
+        }
+    }
+}
+
+/// The table's rows, ordered by id, in the shape of [`expected`], with
+/// their metadata parsed; timestamps cut to what every database keeps.
+macro_rules! read_rows {
+    ($pool:expr, $table:expr, $timestamp_as_text:expr) => {{
+        let sql = format!(
+            "SELECT event_id, event_type, run_id, table_name, column_name, metric_name, \
+             baseline_value, current_value, change_percent, drift_severity, {} AS ts, metadata \
+             FROM {} ORDER BY event_id",
+            $timestamp_as_text, $table
+        );
+        let rows = sqlx::query(&sql).fetch_all($pool).await.unwrap();
+        rows.iter()
+            .map(|row| {
+                let text =
+                    |i: usize| -> Value { row.try_get::<Option<String>, _>(i).unwrap().into() };
+                let float =
+                    |i: usize| -> Value { row.try_get::<Option<f64>, _>(i).unwrap().into() };
+                let ts: String = row.try_get(10).unwrap();
+                let ts = ts.trim_end_matches(".000000").replace('T', " ");
+                let metadata: String = row.try_get(11).unwrap();
+                (
+                    json!([
+                        text(0),
+                        text(1),
+                        text(2),
+                        text(3),
+                        text(4),
+                        text(5),
+                        float(6),
+                        float(7),
+                        float(8),
+                        text(9),
+                        ts
+                    ]),
+                    serde_json::from_str::<Value>(&metadata).unwrap(),
+                )
+            })
+            .collect::<Vec<(Value, Value)>>()
+    }};
+}
+
+fn check_rows(rows: &[(Value, Value)], run: &str) {
+    let expected = expected(run);
+    assert_eq!(rows.len(), expected.len(), "{rows:#?}");
+    for ((row, metadata), (expected, event)) in rows.iter().zip(expected.iter().zip(events(run))) {
+        assert_eq!(row, expected);
+        assert_eq!(
+            metadata,
+            &serde_json::from_str::<Value>(&event.metadata).unwrap()
+        );
+    }
+}
+
+#[tokio::test]
+async fn sqlite_rows_match_the_events_and_redelivery_adds_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("events.db");
+    let section = format!("backend = \"sqlite\"\npath = \"{}\"", path.display());
+    let host = sql_host(&section, "hookhost_events", "").await;
+    let events = events("sqlite");
+    send_all(&host, &events).await;
+    send_all(&host, &events).await;
+    host.shutdown().await;
+
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
+    let rows = read_rows!(&pool, "hookhost_events", "timestamp");
+    check_rows(&rows, "sqlite");
+    let created: String = sqlx::query_scalar("SELECT min(created_at) FROM hookhost_events")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert!(created.starts_with("20"), "created_at {created}");
+    pool.close().await;
+}
+
+#[tokio::test]
+async fn postgres_rows_match_the_events_and_redelivery_adds_none() {
+    let url = postgres_url();
+    let pool = sqlx::PgPool::connect(&url).await.unwrap_or_else(|err| {
+        panic!(
+            "PostgreSQL is not reachable at {url}: {err}\nStart it with \
+             `pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start` \
+             (or run .ci/services), or point HOOKHOST_TEST_POSTGRES_URL at one."
+        )
+    });
+    let table = unique_table("hookhost_test");
+    let host = sql_host(&format!("url = \"{url}\""), &table, "").await;
+    let events = events("pg");
+    send_all(&host, &events).await;
+    send_all(&host, &events).await;
+    host.shutdown().await;
+    let rows = read_rows!(&pool, &table, "CAST(timestamp AS TEXT)");
+    sqlx::query(&format!("DROP TABLE {table}"))
+        .execute(&pool)
+        .await
+        .unwrap();
+    check_rows(&rows, "pg");
+}
+
+#[tokio::test]
+async fn mariadb_rows_match_the_events_and_redelivery_adds_none() {
+    let url = mysql_url();
+    let pool = sqlx::MySqlPool::connect(&url).await.unwrap_or_else(|err| {
+        panic!(
+            "MariaDB/MySQL is not reachable at {url}: {err}\nStart it with \
+             `start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd` \
+             (or run .ci/services), or point HOOKHOST_TEST_MYSQL_URL at one."
+        )
+    });
+    let table = unique_table("hookhost_test");
+    let host = sql_host(&format!("url = \"{url}\""), &table, "").await;
+    let events = events("my");
+    send_all(&host, &events).await;
+    send_all(&host, &events).await;
+    host.shutdown().await;
+    let rows = read_rows!(&pool, &table, "CAST(timestamp AS CHAR)");
+    sqlx::query(&format!("DROP TABLE {table}"))
+        .execute(&pool)
+        .await
+        .unwrap();
+    check_rows(&rows, "my");
+}
+
+#[tokio::test]
+async fn shutdown_flushes_a_batch_that_is_still_filling() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("events.db");
+    let section = format!("url = \"sqlite://{}\"", path.display());
+    // A batch would wait a minute to fill; shutdown must not.
+    let host = sql_host(
+        &section,
+        "events",
+        "batch_size = 10000\nbatch_wait_ms = 60000",
+    )
+    .await;
+    for seq in 0..1000 {
+        host.emit(common::event(seq)).unwrap();
+    }
+    let started = std::time::Instant::now();
+    let summaries = host.shutdown().await;
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+    assert_eq!(
+        (
+            summaries[0].stats.handled,
+            summaries[0].stats.failed_total()
+        ),
+        (1000, 0)
+    );
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(count, 1000);
+    pool.close().await;
+}
+
+#[tokio::test]
+async fn an_unreachable_database_is_a_retryable_failure_and_nothing_is_lost() {
+    // Nothing listens on port 9 of 127.0.0.1.
+    let host = sql_host(
+        "url = \"postgres://postgres@127.0.0.1:9/test\"",
+        "events",
+        "timeout_ms = 5000",
+    )
+    .await;
+    let report = host
+        .emit_with_report(common::event(1))
+        .unwrap()
+        .wait()
+        .await;
+    let failure = report.outcomes[0].1.result.clone().unwrap_err();
+    assert!(failure.retryable, "{failure}");
+    assert!(failure.message.starts_with("database:"), "{failure}");
+    host.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_capability_carries_typed_values_transactions_and_errors() {
+    let dir = common::plugins_dir(&["sql-client"]);
+    let db = tempfile::tempdir().unwrap();
+    let config = format!(
+        "[databases.main]\nurl = \"sqlite://{}\"\n[databases.other]\nbackend = \"sqlite\"\npath = \"{}\"\n\
+         [plugins.sql-client]\ndatabases = [\"main\"]\n",
+        db.path().join("main.db").display(),
+        db.path().join("other.db").display()
+    );
+    let host = common::host(dir.path(), common::config(&config)).await;
+    let run = |script: Value| {
+        let host = &host;
+        async move {
+            let json = json!({"event_type": "sql", "metadata": script}).to_string();
+            let report = host
+                .emit_with_report(Event::from_json(&json).unwrap())
+                .unwrap()
+                .wait()
+                .await;
+            report.outcomes[0].1.result.clone().map_err(|f| f.message)
+        }
+    };
+    // Every parameter type goes in and comes back typed.
+    run(json!({"database": "main", "execute": ["CREATE TABLE t (i INTEGER, f REAL, s TEXT, b BLOB, z INTEGER, n TEXT)"]})).await.unwrap();
+    run(json!({"database": "main", "execute": ["INSERT INTO t VALUES (?, ?, ?, ?, ?, ?)"],
+               "params": [{"integer": -7}, {"float": 2.5}, {"text": "ünïcode"}, {"bytes": [0, 255]}, {"boolean": true}, "null"]}))
+        .await
+        .unwrap();
+    let rows = run(json!({"database": "main", "query": "SELECT i, f, s, b, z, n FROM t"}))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        rows,
+        r#"rows [i, f, s, b, z, n] [[integer(-7), float(2.5), text("ünïcode"), bytes([0, 255]), integer(1), null]]"#
+    );
+    // A transaction is all or nothing.
+    let failed = run(json!({"database": "main", "execute": [
+        "INSERT INTO t (i) VALUES (1)", "INSERT INTO missing VALUES (1)"]}))
+    .await
+    .unwrap_err();
+    assert!(
+        failed.starts_with("statement: no such table: missing"),
+        "{failed}"
+    );
+    let rows = run(json!({"database": "main", "query": "SELECT count(*) FROM t"}))
+        .await
+        .unwrap_err();
+    assert_eq!(rows, "rows [count(*)] [[integer(1)]]");
+    // A database that exists but is not granted is denied, naming the fix.
+    let denied = run(json!({"database": "other", "query": "SELECT 1"}))
+        .await
+        .unwrap_err();
+    assert!(
+        denied.starts_with("denied: database `other` is not granted to plugin sql-client")
+            && denied.contains("add \"other\" to databases in [plugins.sql-client]"),
+        "{denied}"
+    );
+    host.shutdown().await;
+}
+
+#[test]
+fn a_grant_of_an_undefined_database_is_a_config_error() {
+    let err = hookhost::Config::parse(
+        "[plugins.sql]\ndatabases = [\"events\"]\n",
+        std::path::Path::new("hookhost.toml"),
+    )
+    .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "hookhost.toml: [plugins.sql]: databases lists \"events\", but there is no [databases.events] section"
+    );
+    let err = hookhost::Config::parse(
+        "[databases.events]\nurl = \"oracle://x\"\n",
+        std::path::Path::new("hookhost.toml"),
+    )
+    .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "hookhost.toml: [databases.events]: url scheme `oracle` is not one of sqlite:, postgres:, mysql:"
+    );
+}
