@@ -4,7 +4,8 @@
 //! 1. native Rust trait objects behind the same queue-and-worker shape as
 //!    the host (the floor: what dispatch costs without WebAssembly);
 //! 2. five wasm plugins, each reusing its instance (the default);
-//! 3. five wasm plugins with a fresh instance per event.
+//! 3. five wasm plugins with a fresh instance per event;
+//! 4. five wasm batch hooks (`handle-batch`), up to 256 events per call.
 //!
 //! `cargo bench --bench dispatch` runs it in full; `cargo test` runs it with
 //! few events to check it still works.
@@ -39,16 +40,19 @@ fn main() {
         );
         let native = native(reused_events).await;
         report("native trait objects", reused_events, native);
-        let reused = wasm(reused_events, true).await;
+        let reused = wasm(reused_events, "noop", "reuse_instance = true").await;
         report("wasm, instance reused", reused_events, reused);
-        let fresh = wasm(fresh_events, false).await;
+        let fresh = wasm(fresh_events, "noop", "reuse_instance = false").await;
         report("wasm, fresh instance", fresh_events, fresh);
+        let batched = wasm(reused_events, "noop-batch", "batch_size = 256\nbatch_wait_ms = 1").await;
+        report("wasm, batch hook", reused_events, batched);
 
         let per = |d: Duration, n: u64| d.as_secs_f64() * 1e9 / (n as f64 * PLUGINS as f64);
-        let (native_ns, reused_ns, fresh_ns) = (
+        let (native_ns, reused_ns, fresh_ns, batched_ns) = (
             per(native, reused_events),
             per(reused, reused_events),
             per(fresh, fresh_events),
+            per(batched, reused_events),
         );
         println!(
             "ratio wasm reused / native:  {:>8.1}x",
@@ -57,6 +61,10 @@ fn main() {
         println!(
             "ratio wasm fresh / reused:   {:>8.1}x",
             fresh_ns / reused_ns
+        );
+        println!(
+            "ratio wasm batch / native:   {:>8.1}x",
+            batched_ns / native_ns
         );
         if !full {
             println!("(smoke run with few events; `cargo bench --bench dispatch` measures)");
@@ -69,6 +77,10 @@ fn main() {
         println!(
             "goal <= 10 us per plugin per event fresh: {} ({fresh_ns:.0} ns)",
             verdict(fresh_ns <= 10_000.0)
+        );
+        println!(
+            "goal <= 1 us per plugin per event, batch hook: {} ({batched_ns:.0} ns)",
+            verdict(batched_ns <= 1_000.0)
         );
     });
 }
@@ -99,13 +111,12 @@ fn event(seq: u64) -> Event {
     .expect("valid event")
 }
 
-/// Time to dispatch `events` events through five wasm `noop` plugins and
-/// finish them all.
-async fn wasm(events: u64, reuse_instance: bool) -> Duration {
-    let noop = Path::new(env!("HOOKHOST_GUEST_DIR")).join("fixtures/noop.wasm");
-    let bytes = std::fs::read(&noop).expect("the noop fixture is built");
-    let mut config = String::from("[defaults]\n");
-    config += &format!("reuse_instance = {reuse_instance}\n");
+/// Time to dispatch `events` events through five copies of the wasm
+/// `fixture`, configured with `defaults`, and finish them all.
+async fn wasm(events: u64, fixture: &str, defaults: &str) -> Duration {
+    let path = Path::new(env!("HOOKHOST_GUEST_DIR")).join(format!("fixtures/{fixture}.wasm"));
+    let bytes = std::fs::read(&path).expect("the fixture is built");
+    let config = format!("[defaults]\n{defaults}\n");
     let config = Config::parse(&config, Path::new("bench.toml")).expect("config");
     let mut builder = Host::builder().config(config);
     for n in 0..PLUGINS {

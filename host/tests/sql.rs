@@ -296,6 +296,36 @@ async fn mariadb_rows_match_the_events_and_redelivery_adds_none() {
 }
 
 #[tokio::test]
+async fn a_lost_connection_is_replaced_and_no_event_is_lost() {
+    let url = postgres_url();
+    let admin = sqlx::PgPool::connect(&url)
+        .await
+        .unwrap_or_else(|err| panic!("PostgreSQL is not reachable at {url}: {err} (run .ci/services)"));
+    let table = unique_table("hookhost_reconnect");
+    let separator = if url.contains('?') { '&' } else { '?' };
+    let tagged = format!("{url}{separator}application_name={table}");
+    let host = sql_host(&format!("url = \"{tagged}\""), &table, "").await;
+    send_all(&host, &events("lost")[..1]).await;
+    // Kill the host's connections behind its back.
+    let killed: Vec<bool> = sqlx::query_scalar(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
+    )
+    .bind(&table)
+    .fetch_all(&admin)
+    .await
+    .unwrap();
+    assert!(!killed.is_empty() && killed.iter().all(|k| *k), "{killed:?}");
+    send_all(&host, &events("lost")[1..]).await;
+    host.shutdown().await;
+    let count: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {table}"))
+        .fetch_one(&admin)
+        .await
+        .unwrap();
+    sqlx::query(&format!("DROP TABLE {table}")).execute(&admin).await.unwrap();
+    assert_eq!(count, 5);
+}
+
+#[tokio::test]
 async fn shutdown_flushes_a_batch_that_is_still_filling() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("events.db");

@@ -115,11 +115,15 @@ impl HttpGrant {
         if !self.allow.iter().any(|d| d.allows(url)) {
             let port = url.port_or_known_default().unwrap_or(0);
             let host = url.host_str().unwrap_or("");
+            // Without query and credentials: they may hold tokens.
+            let mut shown = url.clone();
+            shown.set_query(None);
+            shown.set_fragment(None);
+            let _ = shown.set_username("");
+            let _ = shown.set_password(None);
             return Some(format!(
-                "{}://{host}:{port}{} is not allowed for plugin {plugin}; to allow it add \
+                "{shown} is not allowed for plugin {plugin}; to allow it add \
                  \"{}://{host}:{port}\" to http_allow in [plugins.{plugin}]",
-                url.scheme(),
-                url.path(),
                 url.scheme()
             ));
         }
