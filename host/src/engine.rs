@@ -25,7 +25,12 @@ pub const EPOCH_TICK: Duration = Duration::from_millis(1);
 const POOL_INSTANCES: u32 = 256;
 
 /// Core instances a component may contain: a Rust hook has 2-4 (its module
-/// and the shims that wire up imports); interpreted guests have more.
+/// and the shims that wire up imports); a componentize-py (Python) hook has
+/// 38, so interpreted guests need far more than compiled ones.
+const MAX_CORE_INSTANCES_PER_COMPONENT: u32 = 64;
+
+/// Core instances the pool holds in all, on average per component
+/// instance: most plugins are compiled (a few each), some interpreted.
 const CORE_INSTANCES_PER_COMPONENT: u32 = 16;
 
 /// Bytes of each memory and table slot reset in place (only the pages a
@@ -86,7 +91,7 @@ fn engine_config() -> Config {
     let mut pool = PoolingAllocationConfig::default();
     pool.total_component_instances(POOL_INSTANCES)
         .total_core_instances(POOL_INSTANCES * CORE_INSTANCES_PER_COMPONENT)
-        .max_core_instances_per_component(CORE_INSTANCES_PER_COMPONENT)
+        .max_core_instances_per_component(MAX_CORE_INSTANCES_PER_COMPONENT)
         .total_memories(POOL_INSTANCES * 2)
         .total_tables(POOL_INSTANCES * CORE_INSTANCES_PER_COMPONENT)
         .total_stacks(POOL_INSTANCES)

@@ -23,7 +23,7 @@ use hookhost::bindings::{
     ProfilingStarted, QualityScoreDegraded, QualityThresholdBreached, Retry, SchemaChange,
     SchemaChangeType, ValidationFailure,
 };
-use hookhost::{Event, EventKind, FailureClass, Severity};
+use hookhost::{Event, EventKind, FailureClass, Host, Severity};
 use tracing_subscriber::layer::{Context, SubscriberExt};
 use tracing_subscriber::Layer;
 
@@ -334,8 +334,9 @@ fn events() -> Vec<Event> {
 #[tokio::test(flavor = "multi_thread")]
 async fn every_language_sees_the_same_events_and_failures_are_contained() {
     let captured = Captured::default();
+    // Global: plugins log from the runtime's worker threads.
     let subscriber = tracing_subscriber::registry().with(captured.clone());
-    let _guard = tracing::subscriber::set_default(subscriber);
+    tracing::subscriber::set_global_default(subscriber).expect("the only subscriber");
 
     let dir = tempfile::tempdir().unwrap();
     for language in LANGUAGES {
@@ -345,8 +346,22 @@ async fn every_language_sees_the_same_events_and_failures_are_contained() {
         )
         .unwrap_or_else(|err| panic!("copy the {language} component: {err}"));
     }
+    // Interpreted guests need more fuel for the 1 MB metadata (about 5e9).
     let config = "[defaults]\ntimeout_ms = 60000\nfuel = 100_000_000_000\nmemory_mib = 512\n";
-    let host = common::host(dir.path(), common::config(config)).await;
+    // The Python and JavaScript components take 10-30 s each to compile;
+    // a cache in the target dir makes the next run fast.
+    let cache = Path::new(env!("HOOKHOST_GUEST_DIR")).join("../conformance-cache");
+    let host = Host::builder()
+        .plugins_dir(dir.path())
+        .config(common::config(config))
+        .cache_dir(cache)
+        .build()
+        .await
+        .expect("host builds");
+    assert!(host.load_errors().is_empty(), "{:?}", host.load_errors());
+    for summary in host.summaries() {
+        println!("{}: {} bytes", summary.name, std::fs::metadata(dir.path().join(format!("{}.wasm", summary.name))).map_or(0, |m| m.len()));
+    }
 
     let events = events();
     for event in &events {
