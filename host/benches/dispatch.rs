@@ -44,7 +44,12 @@ fn main() {
         report("wasm, instance reused", reused_events, reused);
         let fresh = wasm(fresh_events, "noop", "reuse_instance = false").await;
         report("wasm, fresh instance", fresh_events, fresh);
-        let batched = wasm(reused_events, "noop-batch", "batch_size = 256\nbatch_wait_ms = 1").await;
+        let batched = wasm(
+            reused_events,
+            "noop-batch",
+            "batch_size = 256\nbatch_wait_ms = 1",
+        )
+        .await;
         report("wasm, batch hook", reused_events, batched);
 
         let per = |d: Duration, n: u64| d.as_secs_f64() * 1e9 / (n as f64 * PLUGINS as f64);

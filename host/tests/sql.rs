@@ -298,9 +298,9 @@ async fn mariadb_rows_match_the_events_and_redelivery_adds_none() {
 #[tokio::test]
 async fn a_lost_connection_is_replaced_and_no_event_is_lost() {
     let url = postgres_url();
-    let admin = sqlx::PgPool::connect(&url)
-        .await
-        .unwrap_or_else(|err| panic!("PostgreSQL is not reachable at {url}: {err} (run .ci/services)"));
+    let admin = sqlx::PgPool::connect(&url).await.unwrap_or_else(|err| {
+        panic!("PostgreSQL is not reachable at {url}: {err} (run .ci/services)")
+    });
     let table = unique_table("hookhost_reconnect");
     let separator = if url.contains('?') { '&' } else { '?' };
     let tagged = format!("{url}{separator}application_name={table}");
@@ -314,14 +314,20 @@ async fn a_lost_connection_is_replaced_and_no_event_is_lost() {
     .fetch_all(&admin)
     .await
     .unwrap();
-    assert!(!killed.is_empty() && killed.iter().all(|k| *k), "{killed:?}");
+    assert!(
+        !killed.is_empty() && killed.iter().all(|k| *k),
+        "{killed:?}"
+    );
     send_all(&host, &events("lost")[1..]).await;
     host.shutdown().await;
     let count: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {table}"))
         .fetch_one(&admin)
         .await
         .unwrap();
-    sqlx::query(&format!("DROP TABLE {table}")).execute(&admin).await.unwrap();
+    sqlx::query(&format!("DROP TABLE {table}"))
+        .execute(&admin)
+        .await
+        .unwrap();
     assert_eq!(count, 5);
 }
 

@@ -118,6 +118,29 @@ impl DatabaseSpec {
             })
         };
         let bad_url = |err: sqlx::Error| format!("bad url: {err}");
+        // PostgreSQL and MySQL options have the same builder methods.
+        macro_rules! server_options {
+            ($options:ty, $default_port:expr) => {
+                match url {
+                    Some(url) => <$options>::from_str(url).map_err(bad_url)?,
+                    None => {
+                        let mut options = <$options>::new()
+                            .host(text("host").unwrap_or("localhost"))
+                            .port(port($default_port)?);
+                        if let Some(database) = text("database") {
+                            options = options.database(database);
+                        }
+                        if let Some(user) = text("user") {
+                            options = options.username(user);
+                        }
+                        if let Some(password) = text("password") {
+                            options = options.password(password);
+                        }
+                        options
+                    }
+                }
+            };
+        }
         Ok(match self.dialect {
             Dialect::Sqlite => {
                 let options = match url {
@@ -134,45 +157,11 @@ impl DatabaseSpec {
                 Pool::Sqlite(pool_options(max).connect_lazy_with(options))
             }
             Dialect::Postgres => {
-                let options = match url {
-                    Some(url) => PgConnectOptions::from_str(url).map_err(bad_url)?,
-                    None => {
-                        let mut options = PgConnectOptions::new()
-                            .host(text("host").unwrap_or("localhost"))
-                            .port(port(5432)?);
-                        if let Some(database) = text("database") {
-                            options = options.database(database);
-                        }
-                        if let Some(user) = text("user") {
-                            options = options.username(user);
-                        }
-                        if let Some(password) = text("password") {
-                            options = options.password(password);
-                        }
-                        options
-                    }
-                };
+                let options = server_options!(PgConnectOptions, 5432);
                 Pool::Postgres(pool_options(max).connect_lazy_with(options))
             }
             Dialect::Mysql => {
-                let options = match url {
-                    Some(url) => MySqlConnectOptions::from_str(url).map_err(bad_url)?,
-                    None => {
-                        let mut options = MySqlConnectOptions::new()
-                            .host(text("host").unwrap_or("localhost"))
-                            .port(port(3306)?);
-                        if let Some(database) = text("database") {
-                            options = options.database(database);
-                        }
-                        if let Some(user) = text("user") {
-                            options = options.username(user);
-                        }
-                        if let Some(password) = text("password") {
-                            options = options.password(password);
-                        }
-                        options
-                    }
-                };
+                let options = server_options!(MySqlConnectOptions, 3306);
                 Pool::MySql(pool_options(max).connect_lazy_with(options))
             }
         })
