@@ -5,6 +5,8 @@
 //! module reads that form leniently into [`Event`] (see `wit/types.wit` for
 //! the field conventions) and writes it back without losing a key.
 
+use std::borrow::Cow;
+
 use chrono::{DateTime, FixedOffset, NaiveDateTime, SecondsFormat, Utc};
 use serde_json::{Map, Value};
 
@@ -69,7 +71,8 @@ impl Event {
     ///
     /// The text is not JSON, or see [`Event::from_json_value`].
     pub fn from_json(text: &str) -> Result<Event, EventError> {
-        Self::from_json_value(serde_json::from_str(text).map_err(EventError::Json)?)
+        let text = quote_non_finite(text);
+        Self::from_json_value(serde_json::from_str(&text).map_err(EventError::Json)?)
     }
 
     /// Reads an event from a parsed JSON value.
@@ -395,4 +398,38 @@ mod tests {
         );
         assert_eq!(of("{}"), None);
     }
+}
+
+/// `text` with the bare `NaN`, `Infinity` and `-Infinity` that Python's
+/// `json.dumps` writes (and JSON does not allow) turned into the strings
+/// `"NaN"`, `"Infinity"` and `"-Infinity"`, which the typed number fields
+/// read back as those floats. Text inside strings is left alone.
+fn quote_non_finite(text: &str) -> Cow<'_, str> {
+    const WORDS: [&str; 3] = ["-Infinity", "Infinity", "NaN"];
+    if !text.contains("NaN") && !text.contains("Infinity") {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    let (mut in_string, mut escaped) = (false, false);
+    let mut rest = text;
+    while let Some(c) = rest.chars().next() {
+        if !in_string {
+            if let Some(word) = WORDS.iter().find(|word| rest.starts_with(*word)) {
+                out.push('"');
+                out.push_str(word);
+                out.push('"');
+                rest = &rest[word.len()..];
+                continue;
+            }
+        }
+        match c {
+            _ if escaped => escaped = false,
+            '\\' if in_string => escaped = true,
+            '"' => in_string = !in_string,
+            _ => {}
+        }
+        out.push(c);
+        rest = &rest[c.len_utf8()..];
+    }
+    Cow::Owned(out)
 }

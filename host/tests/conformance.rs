@@ -328,6 +328,13 @@ fn events() -> Vec<Event> {
             EventKind::Custom("my.custom-Event ✓".into()),
         ),
         event("", "", None, "", EventKind::Custom("".into())),
+        // As Python's json.dumps writes non-finite floats.
+        Event::from_json(
+            r#"{"event_id": "e17", "event_type": "DataDriftDetected", "timestamp": "2025-01-15T10:30:00Z",
+                "metadata": {"table": "t", "column": "c", "metric": "m", "baseline_value": NaN,
+                             "current_value": -Infinity, "change_percent": Infinity, "drift_severity": "low"}}"#,
+        )
+        .unwrap(),
     ]
 }
 

@@ -592,3 +592,23 @@ fn errors_are_typed() {
         })
     ));
 }
+
+#[test]
+fn python_nan_and_infinity_are_read_as_floats() {
+    // What Python's json.dumps writes for float("nan") and float("inf").
+    let input = r#"{"event_type": "DataDriftDetected", "metadata": {"table": "t",
+        "column": "c", "metric": "mean", "baseline_value": NaN, "current_value": Infinity,
+        "change_percent": -Infinity, "explanation": "NaN and Infinity in text stay text"}}"#;
+    let event = Event::from_json(input).unwrap();
+    let drift = record!(event, DataDriftDetected);
+    assert!(matches!(drift.baseline_value, Some(MetricValue::Number(x)) if x.is_nan()));
+    assert_eq!(
+        drift.current_value,
+        Some(MetricValue::Number(f64::INFINITY))
+    );
+    assert_eq!(drift.change_percent, Some(f64::NEG_INFINITY));
+    assert_eq!(
+        drift.explanation.as_deref(),
+        Some("NaN and Infinity in text stay text")
+    );
+}

@@ -228,7 +228,7 @@ impl Reader<'_> {
     }
 
     fn opt_f64(&self, key: &'static str) -> Result<Option<f64>, FieldError> {
-        self.typed(key, "a number", Value::as_f64)
+        self.typed(key, "a number", |v| v.as_f64().or_else(|| non_finite(v)))
     }
 
     fn opt_u64(&self, key: &'static str) -> Result<Option<u64>, FieldError> {
@@ -248,7 +248,9 @@ impl Reader<'_> {
                 Value::Number(n) => n
                     .as_f64()
                     .map_or_else(|| MetricValue::Text(n.to_string()), MetricValue::Number),
-                Value::String(s) => MetricValue::Text(s.clone()),
+                Value::String(s) => {
+                    non_finite(v).map_or_else(|| MetricValue::Text(s.clone()), MetricValue::Number)
+                }
                 other => MetricValue::Text(other.to_string()),
             })
         })
@@ -269,6 +271,17 @@ impl Reader<'_> {
             "partition_changed" => SchemaChangeType::PartitionChanged,
             _ => SchemaChangeType::Other(word),
         })
+    }
+}
+
+/// `NaN`, `Infinity` or `-Infinity` written as a string (which is how
+/// `Event::from_json` reads Python's bare non-finite numbers).
+fn non_finite(value: &Value) -> Option<f64> {
+    match value.as_str()? {
+        "NaN" => Some(f64::NAN),
+        "Infinity" => Some(f64::INFINITY),
+        "-Infinity" => Some(f64::NEG_INFINITY),
+        _ => None,
     }
 }
 
