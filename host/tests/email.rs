@@ -82,15 +82,13 @@ async fn smtp_listener() -> (SocketAddr, mpsc::UnboundedReceiver<Mail>) {
 }
 
 async fn email_host(port: u16, settings: &str) -> Host {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::copy(common::builtin("email"), dir.path().join("email.wasm")).unwrap();
     let config = format!(
         "[mailers.alerts]\nhost = \"127.0.0.1\"\nport = {port}\ntls = \"none\"\n\
          from = \"hookhost <alerts@example.com>\"\n\
          [plugins.email]\nmailers = [\"alerts\"]\ntimeout_ms = 3000\n\
          [plugins.email.settings]\nto = [\"data-team@example.com\", \"Oncall <oncall@example.com>\"]\n{settings}"
     );
-    common::host(dir.path(), common::config(&config)).await
+    common::builtin_host("email", &config).await
 }
 
 fn drift(severity: &str) -> Event {

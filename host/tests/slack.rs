@@ -12,20 +12,11 @@ use hookhost::{Event, FailureClass, Host};
 use serde_json::{json, Value};
 
 async fn slack(addr: SocketAddr, path: &str, settings: &str) -> Host {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::copy(common::builtin("slack"), dir.path().join("slack.wasm")).unwrap();
     let config = format!(
         "[plugins.slack]\nhttp_allow = [\"http://{addr}\"]\nhttp_private = [\"127.0.0.1\"]\n\
          [plugins.slack.settings]\nwebhook_url = \"http://{addr}{path}\"\n{settings}"
     );
-    let host = Host::builder()
-        .plugins_dir(dir.path())
-        .config(common::config(&config))
-        .build()
-        .await
-        .unwrap();
-    assert!(host.load_errors().is_empty(), "{:?}", host.load_errors());
-    host
+    common::builtin_host("slack", &config).await
 }
 
 async fn send(host: &Host, json: Value) -> Result<(), hookhost::Failure> {

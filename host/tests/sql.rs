@@ -40,8 +40,6 @@ fn unique_table(prefix: &str) -> String {
 /// A host running the built-in `sql` hook against `[databases.events]`
 /// as `database` describes it.
 async fn sql_host(database: &str, table: &str, extra: &str) -> Host {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::copy(common::builtin("sql"), dir.path().join("sql.wasm")).unwrap();
     let wait = if extra.contains("batch_wait_ms") {
         ""
     } else {
@@ -52,7 +50,7 @@ async fn sql_host(database: &str, table: &str, extra: &str) -> Host {
          [plugins.sql]\ndatabases = [\"events\"]\n{wait}\n{extra}\n\
          [plugins.sql.settings]\ntable = \"{table}\"\n"
     );
-    common::host(dir.path(), common::config(&config)).await
+    common::builtin_host("sql", &config).await
 }
 
 /// One event of each family the table has typed columns for, and a custom
@@ -247,60 +245,76 @@ async fn sqlite_rows_match_the_events_and_redelivery_adds_none() {
     pool.close().await;
 }
 
+/// Connects to a database server with `$pool` at `$url`, or fails saying
+/// how to start `$name` with `$start`.
+macro_rules! connect {
+    ($pool:ty, $url:expr, $name:literal, $start:literal, $variable:literal) => {{
+        let url = $url;
+        let pool = <$pool>::connect(&url).await.unwrap_or_else(|err| {
+            panic!(
+                "{} is not reachable at {url}: {err}\nStart it with `{}` (or run .ci/services), \
+                 or point {} at one.",
+                $name, $start, $variable
+            )
+        });
+        (url, pool)
+    }};
+}
+
+/// Sends the events twice through a host writing to the server at `url`
+/// and checks the rows, read back through `pool` with timestamps cast to
+/// text by `$timestamp_as_text`.
+macro_rules! rows_match_and_redelivery_adds_none {
+    ($url:expr, $pool:expr, $run:literal, $timestamp_as_text:literal) => {{
+        let (url, pool) = ($url, $pool);
+        let table = unique_table("hookhost_test");
+        let host = sql_host(&format!("url = \"{url}\""), &table, "").await;
+        let events = events($run);
+        send_all(&host, &events).await;
+        send_all(&host, &events).await;
+        host.shutdown().await;
+        let rows = read_rows!(&pool, &table, $timestamp_as_text);
+        sqlx::query(&format!("DROP TABLE {table}"))
+            .execute(&pool)
+            .await
+            .unwrap();
+        check_rows(&rows, $run);
+    }};
+}
+
 #[tokio::test]
 async fn postgres_rows_match_the_events_and_redelivery_adds_none() {
-    let url = postgres_url();
-    let pool = sqlx::PgPool::connect(&url).await.unwrap_or_else(|err| {
-        panic!(
-            "PostgreSQL is not reachable at {url}: {err}\nStart it with \
-             `pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start` \
-             (or run .ci/services), or point HOOKHOST_TEST_POSTGRES_URL at one."
-        )
-    });
-    let table = unique_table("hookhost_test");
-    let host = sql_host(&format!("url = \"{url}\""), &table, "").await;
-    let events = events("pg");
-    send_all(&host, &events).await;
-    send_all(&host, &events).await;
-    host.shutdown().await;
-    let rows = read_rows!(&pool, &table, "CAST(timestamp AS TEXT)");
-    sqlx::query(&format!("DROP TABLE {table}"))
-        .execute(&pool)
-        .await
-        .unwrap();
-    check_rows(&rows, "pg");
+    let (url, pool) = connect!(
+        sqlx::PgPool,
+        postgres_url(),
+        "PostgreSQL",
+        "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start",
+        "HOOKHOST_TEST_POSTGRES_URL"
+    );
+    rows_match_and_redelivery_adds_none!(url, pool, "pg", "CAST(timestamp AS TEXT)");
 }
 
 #[tokio::test]
 async fn mariadb_rows_match_the_events_and_redelivery_adds_none() {
-    let url = mysql_url();
-    let pool = sqlx::MySqlPool::connect(&url).await.unwrap_or_else(|err| {
-        panic!(
-            "MariaDB/MySQL is not reachable at {url}: {err}\nStart it with \
-             `start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd` \
-             (or run .ci/services), or point HOOKHOST_TEST_MYSQL_URL at one."
-        )
-    });
-    let table = unique_table("hookhost_test");
-    let host = sql_host(&format!("url = \"{url}\""), &table, "").await;
-    let events = events("my");
-    send_all(&host, &events).await;
-    send_all(&host, &events).await;
-    host.shutdown().await;
-    let rows = read_rows!(&pool, &table, "CAST(timestamp AS CHAR)");
-    sqlx::query(&format!("DROP TABLE {table}"))
-        .execute(&pool)
-        .await
-        .unwrap();
-    check_rows(&rows, "my");
+    let (url, pool) = connect!(
+        sqlx::MySqlPool,
+        mysql_url(),
+        "MariaDB/MySQL",
+        "start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd",
+        "HOOKHOST_TEST_MYSQL_URL"
+    );
+    rows_match_and_redelivery_adds_none!(url, pool, "my", "CAST(timestamp AS CHAR)");
 }
 
 #[tokio::test]
 async fn a_lost_connection_is_replaced_and_no_event_is_lost() {
-    let url = postgres_url();
-    let admin = sqlx::PgPool::connect(&url).await.unwrap_or_else(|err| {
-        panic!("PostgreSQL is not reachable at {url}: {err} (run .ci/services)")
-    });
+    let (url, admin) = connect!(
+        sqlx::PgPool,
+        postgres_url(),
+        "PostgreSQL",
+        "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start",
+        "HOOKHOST_TEST_POSTGRES_URL"
+    );
     let table = unique_table("hookhost_reconnect");
     let separator = if url.contains('?') { '&' } else { '?' };
     let tagged = format!("{url}{separator}application_name={table}");

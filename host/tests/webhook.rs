@@ -21,20 +21,11 @@ const OLD_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 const NEW_SECRET: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
 
 async fn webhook(addr: SocketAddr, section: &str, settings: &str) -> Host {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::copy(common::builtin("webhook"), dir.path().join("webhook.wasm")).unwrap();
     let config = format!(
         "[plugins.webhook]\nhttp_allow = [\"http://{addr}\"]\nhttp_private = [\"127.0.0.1\"]\n\
          {section}\n[plugins.webhook.settings]\nurl = \"http://{addr}/events\"\n{settings}"
     );
-    let host = Host::builder()
-        .plugins_dir(dir.path())
-        .config(common::config(&config))
-        .build()
-        .await
-        .unwrap();
-    assert!(host.load_errors().is_empty(), "{:?}", host.load_errors());
-    host
+    common::builtin_host("webhook", &config).await
 }
 
 async fn send(host: &Host, event: &Event) -> Result<(), hookhost::Failure> {
@@ -249,7 +240,9 @@ password = {{ secret = "{PASSWORD}" }}
 /// stdout and stderr of `hookhost args...` fed `stdin`, at trace level,
 /// with `HOOK_TOKEN` in its environment.
 fn run_cli(args: &[&str], stdin: &str) -> String {
-    let cache = tempfile::tempdir().unwrap();
+    // One cache for both runs, so `check` does not compile again.
+    static CACHE: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+    let cache = CACHE.get_or_init(|| tempfile::tempdir().unwrap());
     let mut child = Command::new(env!("CARGO_BIN_EXE_hookhost"))
         .args(args)
         .env("XDG_CACHE_HOME", cache.path())

@@ -49,6 +49,15 @@ pub async fn host(dir: &Path, config: Config) -> Host {
     host
 }
 
+/// A host running only the built-in plugin `name`, configured by `toml`,
+/// asserting it loaded.
+pub async fn builtin_host(name: &str, toml: &str) -> Host {
+    let dir = tempfile::tempdir().expect("create a temporary folder");
+    std::fs::copy(builtin(name), dir.path().join(format!("{name}.wasm")))
+        .unwrap_or_else(|e| panic!("copy built-in plugin {name}: {e}"));
+    host(dir.path(), config(toml)).await
+}
+
 /// A `ProfilingStarted` event carrying `seq` in its metadata, which the
 /// `counts` fixture checks arrives in order.
 pub fn event(seq: u64) -> Event {
