@@ -8,11 +8,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-
-use crate::settings::Settings;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtx};
+
+use crate::settings::Settings;
 
 /// Longest line a plugin can print before it is cut into several log lines.
 const MAX_LINE_BYTES: usize = 64 * 1024;
