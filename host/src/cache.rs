@@ -6,7 +6,8 @@
 //! the serialized code followed by the code itself. The checksum is verified
 //! before the code is loaded, so a truncated or corrupt entry is detected,
 //! deleted and rebuilt, never trusted; an entry from another wasmtime version
-//! or other engine settings has a different name and is simply not found.
+//! or other engine settings has a different name and is simply not found,
+//! and is deleted once it has not been written for [`STALE_AFTER`].
 
 use std::fs;
 use std::hash::{Hash, Hasher};
@@ -20,6 +21,11 @@ use wasmtime::Engine;
 
 /// Bytes of the checksum at the start of every entry.
 const CHECKSUM_LEN: usize = 32;
+
+/// Age past which an entry made for other engine settings (another hookhost
+/// or wasmtime version) is deleted when a host starts: long enough that two
+/// versions sharing a cache during an upgrade keep their entries.
+pub const STALE_AFTER: std::time::Duration = std::time::Duration::from_secs(30 * 24 * 3600);
 
 /// Counts of what the cache did since the host started.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -49,13 +55,19 @@ pub fn content_hash(bytes: &[u8]) -> String {
 
 impl Compiler {
     /// A compiler for `engine` caching in `cache_dir` (`None`: no cache).
+    /// Entries of other engine settings older than [`STALE_AFTER`] are
+    /// deleted.
     pub fn new(engine: &Engine, cache_dir: Option<PathBuf>) -> Self {
         let mut hasher = std::hash::DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut hasher);
         env!("CARGO_PKG_VERSION").hash(&mut hasher);
+        let engine_key = format!("{:016x}", hasher.finish());
+        if let Some(dir) = &cache_dir {
+            prune(dir, &engine_key);
+        }
         Compiler {
             cache_dir,
-            engine_key: format!("{:016x}", hasher.finish()),
+            engine_key,
             compiled: AtomicU64::new(0),
             loaded: AtomicU64::new(0),
             rebuilt: AtomicU64::new(0),
@@ -123,6 +135,30 @@ impl Compiler {
         self.rebuilt.fetch_add(1, Ordering::Relaxed);
         let _ = fs::remove_file(entry);
         None
+    }
+}
+
+/// Deletes the entries in `dir` made for engine settings other than
+/// `engine_key` that were last written more than [`STALE_AFTER`] ago.
+fn prune(dir: &Path, engine_key: &str) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    let current = format!("-{engine_key}.cwasm");
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if !name.ends_with(".cwasm") || name.ends_with(&current) {
+            continue;
+        }
+        let age = entry
+            .metadata()
+            .and_then(|meta| meta.modified())
+            .ok()
+            .and_then(|modified| modified.elapsed().ok());
+        if age.is_some_and(|age| age > STALE_AFTER) && fs::remove_file(entry.path()).is_ok() {
+            tracing::debug!(entry = %entry.path().display(), "deleted a stale cache entry");
+        }
     }
 }
 

@@ -35,6 +35,7 @@ pub mod config;
 pub mod engine;
 pub mod event;
 pub mod host;
+mod log_limit;
 pub mod outcome;
 pub mod plugin;
 mod registry;

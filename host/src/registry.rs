@@ -6,12 +6,14 @@
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::Instant;
 
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::capabilities::sql::Databases;
 use crate::config::Config;
+use crate::log_limit::LogLimit;
 use crate::outcome::PluginStats;
 use crate::plugin::LoadedPlugin;
 use crate::worker::{Job, Worker};
@@ -134,6 +136,7 @@ impl Registry {
             stats: stats.clone(),
             version: version.clone(),
             path: path.clone(),
+            log_limit: LogLimit::new(Instant::now()),
             plugin,
         };
         let record = WorkerRecord {

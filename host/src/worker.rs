@@ -19,6 +19,7 @@ use crate::bindings::batch::BatchHook;
 use crate::bindings::{Event, Hook, HookError};
 use crate::capabilities::Grants;
 use crate::config::Limits;
+use crate::log_limit::{Admit, LogLimit, PER_SECOND};
 use crate::outcome::{Failure, FailureClass, Outcome, PluginStats};
 use crate::plugin::LoadedPlugin;
 use crate::state::{MemoryCapExceeded, PluginState};
@@ -77,6 +78,8 @@ pub(crate) struct Worker {
     /// The live version and file, published for reports.
     pub(crate) version: Arc<Mutex<Arc<str>>>,
     pub(crate) path: Arc<Mutex<std::path::PathBuf>>,
+    /// Keeps a plugin that fails every event from flooding the log.
+    pub(crate) log_limit: LogLimit,
 }
 
 impl Worker {
@@ -179,20 +182,30 @@ impl Worker {
         }
     }
 
-    /// The outcome of event `id`, its failure logged with the plugin's
-    /// secrets masked.
+    /// The outcome of event `id`, its failure logged (rate-limited) with
+    /// the plugin's secrets masked.
     fn outcome(&self, id: &str, result: Result<(), Failure>, latency: Duration) -> Outcome {
         let result = result.map_err(|mut failure| {
             if let Cow::Owned(masked) = self.grants.settings.redact(&failure.message) {
                 failure.message = masked;
             }
-            tracing::warn!(
-                plugin = &*self.plugin.name,
-                event = id,
-                class = failure.class.as_str(),
-                "{}",
-                failure.message
-            );
+            let plugin = &*self.plugin.name;
+            if let Admit::Log { suppressed } = self.log_limit.admit(Instant::now()) {
+                if suppressed > 0 {
+                    tracing::warn!(
+                        plugin,
+                        "{suppressed} more failures were not logged (at most {PER_SECOND} a \
+                         second are); the run summary counts them all"
+                    );
+                }
+                tracing::warn!(
+                    plugin,
+                    event = id,
+                    class = failure.class.as_str(),
+                    "{}",
+                    failure.message
+                );
+            }
             failure
         });
         Outcome {

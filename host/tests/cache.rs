@@ -3,6 +3,8 @@
 
 mod common;
 
+use std::time::Duration;
+
 use hookhost::{CacheStats, Host};
 
 async fn start(plugins: &std::path::Path, cache: &std::path::Path) -> Host {
@@ -103,4 +105,30 @@ async fn the_config_can_turn_the_cache_off() {
         host.shutdown().await;
     }
     assert_eq!(std::fs::read_dir(cache.path()).unwrap().count(), 0);
+}
+
+#[tokio::test]
+async fn stale_entries_of_other_engine_versions_are_pruned() {
+    let cache = tempfile::tempdir().unwrap();
+    let old = std::time::SystemTime::now() - hookhost::cache::STALE_AFTER - Duration::from_secs(60);
+    let write = |name: &str, modified: std::time::SystemTime| {
+        let path = cache.path().join(name);
+        std::fs::write(&path, b"old code").unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(modified)
+            .unwrap();
+        path
+    };
+    let stale = write("aaaa-0000000000000000.cwasm", old);
+    let recent = write("bbbb-0000000000000000.cwasm", std::time::SystemTime::now());
+    let unrelated = write("notes.txt", old);
+    let plugins = common::plugins_dir(&["noop"]);
+    let host = start(plugins.path(), cache.path()).await;
+    host.shutdown().await;
+    assert!(!stale.exists(), "an old entry of another engine is deleted");
+    assert!(recent.exists(), "a recent one is kept");
+    assert!(unrelated.exists(), "other files are left alone");
 }
