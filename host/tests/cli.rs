@@ -2,35 +2,12 @@
 
 mod common;
 
-use std::io::Write;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
-/// The `hookhost` command, caching compiled components in a folder that
-/// lives as long as the process (the test's own, not the user's cache).
-fn command() -> Command {
-    static CACHE: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
-    let cache = CACHE.get_or_init(|| tempfile::tempdir().expect("temporary folder"));
-    let mut command = Command::new(env!("CARGO_BIN_EXE_hookhost"));
-    command.env("XDG_CACHE_HOME", cache.path());
-    command
-}
+use common::{hookhost_command as command, run_with_input};
 
 fn hookhost(args: &[&str], stdin: &str) -> Output {
-    let mut child = command()
-        .args(args)
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start hookhost");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    child.wait_with_output().expect("hookhost finishes")
+    run_with_input(command().args(args).env("RUST_LOG", "warn"), stdin)
 }
 
 fn text(bytes: &[u8]) -> String {

@@ -366,14 +366,6 @@ async fn every_language_sees_the_same_events_and_failures_are_contained() {
         .await
         .expect("host builds");
     assert!(host.load_errors().is_empty(), "{:?}", host.load_errors());
-    for summary in host.summaries() {
-        println!(
-            "{}: {} bytes",
-            summary.name,
-            std::fs::metadata(dir.path().join(format!("{}.wasm", summary.name)))
-                .map_or(0, |m| m.len())
-        );
-    }
 
     let events = events();
     for event in &events {

@@ -5,9 +5,7 @@
 
 mod common;
 
-use std::io::Write;
 use std::net::SocketAddr;
-use std::process::{Command, Stdio};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::engine::general_purpose::STANDARD;
@@ -240,26 +238,13 @@ password = {{ secret = "{PASSWORD}" }}
 /// stdout and stderr of `hookhost args...` fed `stdin`, at trace level,
 /// with `HOOK_TOKEN` in its environment.
 fn run_cli(args: &[&str], stdin: &str) -> String {
-    // One cache for both runs, so `check` does not compile again.
-    static CACHE: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
-    let cache = CACHE.get_or_init(|| tempfile::tempdir().unwrap());
-    let mut child = Command::new(env!("CARGO_BIN_EXE_hookhost"))
-        .args(args)
-        .env("XDG_CACHE_HOME", cache.path())
-        .env("RUST_LOG", "info,hookhost=trace")
-        .env("HOOK_TOKEN", "T0KEN-3f9a1c")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start hookhost");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    let output = child.wait_with_output().unwrap();
+    let output = common::run_with_input(
+        common::hookhost_command()
+            .args(args)
+            .env("RUST_LOG", "info,hookhost=trace")
+            .env("HOOK_TOKEN", "T0KEN-3f9a1c"),
+        stdin,
+    );
     format!(
         "{}{}",
         String::from_utf8_lossy(&output.stdout),

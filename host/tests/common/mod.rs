@@ -4,6 +4,9 @@
 
 pub mod receiver;
 
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
 use std::path::{Path, PathBuf};
 
 use hookhost::{Config, Event, Host};
@@ -30,6 +33,33 @@ pub fn plugins_dir(fixtures: &[&str]) -> tempfile::TempDir {
             .unwrap_or_else(|e| panic!("copy fixture {name}: {e}"));
     }
     dir
+}
+
+/// The `hookhost` command, caching compiled components in a folder that
+/// lives as long as the test process (the test's own, not the user's cache).
+pub fn hookhost_command() -> Command {
+    static CACHE: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+    let cache = CACHE.get_or_init(|| tempfile::tempdir().expect("temporary folder"));
+    let mut command = Command::new(env!("CARGO_BIN_EXE_hookhost"));
+    command.env("XDG_CACHE_HOME", cache.path());
+    command
+}
+
+/// Runs `command` with `stdin` as its input, to the end.
+pub fn run_with_input(command: &mut Command, stdin: &str) -> Output {
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start hookhost");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().expect("hookhost finishes")
 }
 
 /// A config parsed from TOML text.
