@@ -43,6 +43,17 @@ pub const DEFAULT_BATCH_SIZE: usize = 500;
 /// How long a batch hook's worker waits for a batch to fill when nothing is
 /// configured: short enough that an alert is never noticeably late.
 pub const DEFAULT_BATCH_WAIT_MS: u64 = 200;
+/// Bytes of events that may wait in one plugin's queue when nothing is
+/// configured: with events of up to [`DEFAULT_MAX_EVENT_KIB`], the event
+/// count alone would let one slow plugin hold gigabytes.
+pub const DEFAULT_QUEUE_MIB: u64 = 64;
+/// Largest `.wasm` file loaded as a plugin when nothing is configured. A
+/// Rust hook is about 0.1 MiB, a Python or JavaScript one under 20 MiB.
+pub const DEFAULT_MAX_PLUGIN_MIB: u64 = 64;
+/// Largest event accepted when nothing is configured, as its JSON text: a
+/// profiler's event is a few hundred bytes, its largest metadata (a whole
+/// schema, a sample of rows) well under this.
+pub const DEFAULT_MAX_EVENT_KIB: u64 = 4096;
 /// Events that may wait in one plugin's queue. Past this, `Host::emit`
 /// refuses the event (nothing is half-delivered) and `Host::send` waits.
 pub const DEFAULT_QUEUE_CAPACITY: usize = 65_536;
@@ -104,6 +115,25 @@ pub struct EngineConfig {
     /// choice applies (`hookhost` uses `~/.cache/hookhost/components`; the
     /// library caches nowhere unless `HostBuilder::cache_dir` says so).
     pub cache_dir: Option<PathBuf>,
+    /// Largest plugin file loaded, in MiB (`DEFAULT_MAX_PLUGIN_MIB`).
+    pub max_plugin_mib: Option<u64>,
+    /// Largest event accepted, in KiB of JSON (`DEFAULT_MAX_EVENT_KIB`).
+    pub max_event_kib: Option<u64>,
+}
+
+impl EngineConfig {
+    /// The largest plugin file loaded, in bytes.
+    pub fn max_plugin_bytes(&self) -> u64 {
+        self.max_plugin_mib
+            .unwrap_or(DEFAULT_MAX_PLUGIN_MIB)
+            .saturating_mul(1 << 20)
+    }
+
+    /// The largest event accepted, in bytes of JSON.
+    pub fn max_event_bytes(&self) -> usize {
+        let kib = self.max_event_kib.unwrap_or(DEFAULT_MAX_EVENT_KIB);
+        usize::try_from(kib.saturating_mul(1 << 10)).unwrap_or(usize::MAX)
+    }
 }
 
 /// Limits as written in the file; anything left out falls back to the
@@ -119,6 +149,8 @@ pub struct LimitsConfig {
     pub memory_mib: Option<u64>,
     /// Queue capacity in events (`DEFAULT_QUEUE_CAPACITY`).
     pub queue_capacity: Option<usize>,
+    /// Queue capacity in MiB of events (`DEFAULT_QUEUE_MIB`).
+    pub queue_mib: Option<u64>,
     /// Keep one instance across events (`true`, the default) or give every
     /// event a fresh instance, so no state carries from one to the next.
     pub reuse_instance: Option<bool>,
@@ -143,6 +175,8 @@ pub struct PluginConfig {
     pub memory_mib: Option<u64>,
     /// Queue capacity in events.
     pub queue_capacity: Option<usize>,
+    /// Queue capacity in MiB of events.
+    pub queue_mib: Option<u64>,
     /// Keep one instance across events, or a fresh one per event.
     pub reuse_instance: Option<bool>,
     /// Batch hooks only: most events per call.
@@ -183,6 +217,7 @@ impl std::fmt::Debug for PluginConfig {
             .field("timeout_ms", &self.timeout_ms)
             .field("memory_mib", &self.memory_mib)
             .field("queue_capacity", &self.queue_capacity)
+            .field("queue_mib", &self.queue_mib)
             .field("reuse_instance", &self.reuse_instance)
             .field("http_allow", &self.http_allow)
             .field("http_private", &self.http_private)
@@ -207,6 +242,8 @@ pub struct Limits {
     pub memory_bytes: usize,
     /// Queue capacity in events.
     pub queue_capacity: usize,
+    /// Queue capacity in bytes of events (their JSON size).
+    pub queue_bytes: usize,
     /// Whether one instance serves many events (until it traps).
     pub reuse_instance: bool,
     /// Batch hooks: most events per call.
@@ -242,6 +279,13 @@ impl LimitsConfig {
                 .or(fallback.queue_capacity)
                 .unwrap_or(DEFAULT_QUEUE_CAPACITY)
                 .max(1),
+            queue_bytes: usize::try_from(
+                self.queue_mib
+                    .or(fallback.queue_mib)
+                    .unwrap_or(DEFAULT_QUEUE_MIB)
+                    .saturating_mul(1 << 20),
+            )
+            .unwrap_or(usize::MAX),
             reuse_instance: self
                 .reuse_instance
                 .or(fallback.reuse_instance)
@@ -267,6 +311,7 @@ impl PluginConfig {
             timeout_ms: self.timeout_ms,
             memory_mib: self.memory_mib,
             queue_capacity: self.queue_capacity,
+            queue_mib: self.queue_mib,
             reuse_instance: self.reuse_instance,
             batch_size: self.batch_size,
             batch_wait_ms: self.batch_wait_ms,

@@ -36,6 +36,7 @@ pub mod engine;
 pub mod event;
 pub mod host;
 mod log_limit;
+pub mod printable;
 pub mod outcome;
 pub mod plugin;
 mod registry;

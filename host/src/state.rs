@@ -1,6 +1,12 @@
 //! `PluginState`, the data of each plugin's `Store`: its sandboxed WASI
 //! context, its settings, and the limits checked while it runs.
+//!
+//! One [`MemoryBudget`] per instance counts both the guest's linear memory
+//! and the bytes the host holds on the guest's behalf (pending output, SQL
+//! rows being collected, ...): a guest cannot make the host grow past its
+//! own memory cap by asking for things instead of allocating them.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -19,6 +25,12 @@ use crate::settings::Settings;
 /// runaway loop long before it costs much memory.
 const MAX_TABLE_ELEMENTS: usize = 1_000_000;
 
+/// Host resources (WASI streams, pollables, ...) one instance may hold at
+/// once. A hook needs a handful (stdout, stderr, a pollable or two); each
+/// entry costs the host some memory, so a guest that opens streams in a
+/// loop is stopped here, as out of memory, instead of growing the host.
+pub const MAX_HOST_RESOURCES: usize = 1_024;
+
 /// Store data for one plugin instance.
 pub struct PluginState {
     /// The plugin's name, as used in logs.
@@ -28,30 +40,50 @@ pub struct PluginState {
     /// When the current call must end; checked on every epoch tick and
     /// bounding every host call.
     pub(crate) deadline: Instant,
+    /// What the current event has made the host do so far; reset for every
+    /// call.
+    pub(crate) effects: EventEffects,
     /// What the plugin may reach over HTTP, and its client.
     pub(crate) http: HttpAccess,
     /// The databases it may use.
     pub(crate) sql: SqlAccess,
     /// The mailers it may send through.
     pub(crate) email: EmailAccess,
-    memory_cap: usize,
+    /// Linear memory plus host-held bytes, against the plugin's memory cap.
+    pub(crate) memory: MemoryBudget,
     wasi: WasiCtx,
     table: ResourceTable,
+}
+
+/// Counts of the effects one event has caused, for the per-event bounds of
+/// the capabilities (requests, messages, recipients, ...).
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct EventEffects {
+    /// HTTP requests sent, redirects included.
+    pub(crate) http_requests: u32,
+    /// Email messages sent.
+    pub(crate) emails: u32,
+    /// Email recipients (to and cc) addressed.
+    pub(crate) email_recipients: u32,
 }
 
 impl PluginState {
     /// State for a fresh instance of `plugin`.
     pub(crate) fn new(plugin: Arc<str>, grants: &Grants, memory_cap: usize) -> Self {
+        let memory = MemoryBudget::new(memory_cap);
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(MAX_HOST_RESOURCES);
         PluginState {
             http: grants.http.clone(),
             sql: grants.sql.clone(),
             email: grants.email.clone(),
-            wasi: wasi::sandboxed_ctx(&plugin, &grants.settings, grants.wall_clock),
+            wasi: wasi::sandboxed_ctx(&plugin, grants, &memory),
             plugin,
             settings: grants.settings.clone(),
             deadline: Instant::now(),
-            memory_cap,
-            table: ResourceTable::new(),
+            effects: EventEffects::default(),
+            memory,
+            table,
         }
     }
 }
@@ -65,30 +97,145 @@ impl WasiView for PluginState {
     }
 }
 
-/// A plugin grew its memory past its cap. Raised as a trap so the call stops
-/// at once and the failure is classed as out of memory.
+/// A plugin went past its memory cap: its linear memory grew past it, or
+/// the host would have had to hold more on its behalf than the cap leaves.
+/// Raised as a trap so the call stops at once and the failure is classed as
+/// out of memory.
 #[derive(Debug, thiserror::Error)]
-#[error("memory cap of {cap} bytes exceeded (the plugin asked for {desired} bytes)")]
+#[error("memory cap of {cap} bytes exceeded ({what})")]
 pub struct MemoryCapExceeded {
     /// The cap.
     pub cap: usize,
-    /// The size the plugin asked to grow to.
-    pub desired: usize,
+    /// What asked for the memory, and how much.
+    pub what: String,
+}
+
+/// One instance's memory: its linear memories and what the host holds for
+/// it, counted together against one cap. Cheap to clone; clones share the
+/// counts (output streams hold one).
+#[derive(Clone, Debug)]
+pub(crate) struct MemoryBudget(Arc<BudgetCounts>);
+
+#[derive(Debug)]
+struct BudgetCounts {
+    cap: usize,
+    linear: AtomicUsize,
+    host: AtomicUsize,
+}
+
+impl MemoryBudget {
+    pub(crate) fn new(cap: usize) -> Self {
+        MemoryBudget(Arc::new(BudgetCounts {
+            cap,
+            linear: AtomicUsize::new(0),
+            host: AtomicUsize::new(0),
+        }))
+    }
+
+    /// The cap, in bytes.
+    pub(crate) fn cap(&self) -> usize {
+        self.0.cap
+    }
+
+    /// Bytes still free under the cap.
+    pub(crate) fn available(&self) -> usize {
+        let used = self.0.linear.load(Ordering::Relaxed) + self.0.host.load(Ordering::Relaxed);
+        self.0.cap.saturating_sub(used)
+    }
+
+    /// Takes `bytes` for something the host keeps for the plugin (`what`,
+    /// named in the error); released when the returned charge is dropped.
+    pub(crate) fn charge(&self, bytes: usize, what: &str) -> Result<HostCharge, MemoryCapExceeded> {
+        let mut charge = HostCharge {
+            budget: self.clone(),
+            bytes: 0,
+        };
+        charge.grow(bytes, what)?;
+        Ok(charge)
+    }
+
+    fn grow_linear(&self, current: usize, desired: usize) -> Result<(), MemoryCapExceeded> {
+        let host = self.0.host.load(Ordering::Relaxed);
+        let linear = self.0.linear.load(Ordering::Relaxed);
+        let after = linear.saturating_sub(current) + desired;
+        if after.saturating_add(host) > self.0.cap {
+            return Err(MemoryCapExceeded {
+                cap: self.0.cap,
+                what: if host > 0 {
+                    format!(
+                        "the plugin asked for {desired} bytes of linear memory while the host \
+                         holds {host} bytes for it"
+                    )
+                } else {
+                    format!("the plugin asked for {desired} bytes of linear memory")
+                },
+            });
+        }
+        self.0.linear.store(after, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+/// Bytes the host holds for a plugin, counted in its [`MemoryBudget`] until
+/// dropped.
+#[derive(Debug)]
+pub(crate) struct HostCharge {
+    budget: MemoryBudget,
+    bytes: usize,
+}
+
+impl HostCharge {
+    /// Takes `more` bytes on top of what this charge holds.
+    pub(crate) fn grow(&mut self, more: usize, what: &str) -> Result<(), MemoryCapExceeded> {
+        let counts = &self.budget.0;
+        if more > counts.cap {
+            return Err(MemoryCapExceeded {
+                cap: counts.cap,
+                what: format!("the host would hold {more} bytes of {what} for it"),
+            });
+        }
+        let host = counts.host.fetch_add(more, Ordering::Relaxed) + more;
+        let linear = counts.linear.load(Ordering::Relaxed);
+        if host.saturating_add(linear) > counts.cap {
+            counts.host.fetch_sub(more, Ordering::Relaxed);
+            return Err(MemoryCapExceeded {
+                cap: counts.cap,
+                what: format!(
+                    "the host would hold {} more bytes of {what} for it, on top of {linear} \
+                     bytes of linear memory and {} bytes already held",
+                    more,
+                    host - more
+                ),
+            });
+        }
+        self.bytes += more;
+        Ok(())
+    }
+
+    /// Gives back `less` bytes (at most what the charge holds).
+    pub(crate) fn shrink(&mut self, less: usize) {
+        let less = less.min(self.bytes);
+        self.budget.0.host.fetch_sub(less, Ordering::Relaxed);
+        self.bytes -= less;
+    }
+}
+
+impl Drop for HostCharge {
+    fn drop(&mut self) {
+        self.budget.0.host.fetch_sub(self.bytes, Ordering::Relaxed);
+    }
 }
 
 impl ResourceLimiter for PluginState {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        if desired > self.memory_cap {
-            return Err(wasmtime::Error::new(MemoryCapExceeded {
-                cap: self.memory_cap,
-                desired,
-            }));
-        }
+        self.memory
+            .grow_linear(current, desired)
+            .map_err(wasmtime::Error::new)?;
         Ok(true)
     }
 
@@ -99,5 +246,29 @@ impl ResourceLimiter for PluginState {
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
         Ok(desired <= MAX_TABLE_ELEMENTS)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn linear_memory_and_host_charges_share_one_cap() {
+        let budget = MemoryBudget::new(1000);
+        budget.grow_linear(0, 600).unwrap();
+        let mut charge = budget.charge(300, "output").unwrap();
+        assert_eq!(budget.available(), 100);
+        let err = charge.grow(200, "output").unwrap_err();
+        assert!(err.to_string().contains("200 more bytes of output"), "{err}");
+        assert!(budget.grow_linear(600, 800).is_err(), "host bytes count");
+        charge.shrink(300);
+        budget.grow_linear(600, 800).unwrap();
+        drop(charge);
+        assert_eq!(budget.available(), 200);
+        let held = budget.charge(200, "rows").unwrap();
+        assert!(budget.charge(1, "rows").is_err());
+        drop(held);
+        assert_eq!(budget.available(), 200);
     }
 }

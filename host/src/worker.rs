@@ -13,6 +13,7 @@ use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
+use wasmtime::component::ResourceTableError;
 use wasmtime::{Store, Trap, UpdateDeadline};
 
 use crate::bindings::batch::BatchHook;
@@ -22,7 +23,7 @@ use crate::config::Limits;
 use crate::log_limit::{Admit, LogLimit, PER_SECOND};
 use crate::outcome::{Failure, FailureClass, Outcome, PluginStats};
 use crate::plugin::LoadedPlugin;
-use crate::state::{MemoryCapExceeded, PluginState};
+use crate::state::{EventEffects, MemoryCapExceeded, PluginState, MAX_HOST_RESOURCES};
 
 /// Most events taken off the queue per wake-up. Draining what is queued in
 /// one go saves a task wake-up per event, which costs about as much as a
@@ -403,6 +404,7 @@ async fn within_deadline<F: Future>(call: F, deadline: Instant) -> Option<F::Out
 fn is_guest_failure(error: &wasmtime::Error) -> bool {
     error.downcast_ref::<Trap>().is_some()
         || error.downcast_ref::<MemoryCapExceeded>().is_some()
+        || error.downcast_ref::<ResourceTableError>().is_some()
         || error.downcast_ref::<DeadlineExceeded>().is_some()
 }
 
@@ -410,7 +412,9 @@ fn is_guest_failure(error: &wasmtime::Error) -> bool {
 fn arm_limits(store: &mut Store<PluginState>, limits: &Limits, deadline: Instant) {
     // Fuel is enabled on the engine, so this cannot fail.
     let _ = store.set_fuel(limits.fuel);
-    store.data_mut().deadline = deadline;
+    let state = store.data_mut();
+    state.deadline = deadline;
+    state.effects = EventEffects::default();
     store.set_epoch_deadline(1);
 }
 
@@ -448,6 +452,12 @@ fn instantiation_failed(failure: Failure) -> Failure {
 fn classify(error: &wasmtime::Error, limits: &Limits) -> Failure {
     let (class, message) = if let Some(cap) = error.downcast_ref::<MemoryCapExceeded>() {
         (FailureClass::OutOfMemory, cap.to_string())
+    } else if let Some(ResourceTableError::Full) = error.downcast_ref::<ResourceTableError>() {
+        let message = format!(
+            "memory cap exceeded: the plugin holds more than {MAX_HOST_RESOURCES} host \
+             resources (streams, pollables) at once"
+        );
+        (FailureClass::OutOfMemory, message)
     } else if error.downcast_ref::<DeadlineExceeded>().is_some() {
         let message = format!("timed out after {} ms", limits.timeout.as_millis());
         (FailureClass::Timeout, message)

@@ -12,17 +12,16 @@ use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtx};
 
+use crate::capabilities::Grants;
 use crate::settings::Settings;
+use crate::state::MemoryBudget;
 
 /// Longest line a plugin can print before it is cut into several log lines.
 const MAX_LINE_BYTES: usize = 64 * 1024;
 
 /// A WASI context that grants nothing but, with `wall_clock`, the time.
-pub(crate) fn sandboxed_ctx(
-    plugin: &Arc<str>,
-    settings: &Arc<Settings>,
-    wall_clock: bool,
-) -> WasiCtx {
+pub(crate) fn sandboxed_ctx(plugin: &Arc<str>, grants: &Grants, _memory: &MemoryBudget) -> WasiCtx {
+    let settings = &grants.settings;
     let mut builder = WasiCtx::builder();
     builder
         .stdout(LogOutput::new(plugin, settings, "stdout"))
@@ -30,7 +29,7 @@ pub(crate) fn sandboxed_ctx(
         .allow_tcp(false)
         .allow_udp(false)
         .allow_ip_name_lookup(false);
-    if !wall_clock {
+    if !grants.wall_clock {
         builder.wall_clock(FrozenClock).monotonic_clock(FrozenClock);
     }
     builder.build()
