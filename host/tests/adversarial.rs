@@ -292,3 +292,26 @@ async fn events_over_the_size_limit_are_refused() {
     ));
     common::serves_then_shuts_down(host).await;
 }
+
+#[tokio::test]
+async fn asking_for_huge_random_buffers_traps_without_host_growth() {
+    let host = host_with("requests-random-bytes", "").await;
+    let before = resident_bytes();
+    // wasmtime's own default would allocate this much on the host.
+    let report = attack_then_serve(&host, script(json!({"bytes": 60u64 << 20})), 1).await;
+    let failure = outcome_of(&report, "requests-random-bytes")
+        .result
+        .clone()
+        .unwrap_err();
+    assert_eq!(failure.class, FailureClass::Trap, "{failure}");
+    assert!(failure.message.contains("exceeds limit 65536"), "{failure}");
+    let grown = resident_bytes().saturating_sub(before);
+    assert!(grown < 32 << 20, "the host grew by {grown} bytes");
+    let fine = host
+        .emit_with_report(script(json!({"bytes": 32, "seq": 3})))
+        .unwrap()
+        .wait()
+        .await;
+    assert!(outcome_of(&fine, "requests-random-bytes").result.is_ok(), "{fine:?}");
+    host.shutdown().await;
+}

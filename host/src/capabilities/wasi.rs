@@ -18,6 +18,11 @@ use crate::capabilities::log::{PluginOutput, MAX_LINE_BYTES};
 use crate::capabilities::Grants;
 use crate::state::{HostCharge, MemoryBudget};
 
+/// Most bytes one `get-random-bytes` call may ask for. A hook needs a few
+/// dozen (an id, a nonce); wasmtime's default, 64 MiB, would let any hook
+/// make the host allocate that much outside its memory cap on every call.
+pub const MAX_RANDOM_BYTES: u64 = 64 * 1024;
+
 /// A WASI context that grants nothing but, with `wall_clock`, the time.
 pub(crate) fn sandboxed_ctx(output: &PluginOutput, grants: &Grants, memory: &MemoryBudget) -> WasiCtx {
     let stream = |name| LogOutput {
@@ -31,7 +36,8 @@ pub(crate) fn sandboxed_ctx(output: &PluginOutput, grants: &Grants, memory: &Mem
         .stderr(stream("stderr"))
         .allow_tcp(false)
         .allow_udp(false)
-        .allow_ip_name_lookup(false);
+        .allow_ip_name_lookup(false)
+        .max_random_size(MAX_RANDOM_BYTES);
     if !grants.wall_clock {
         builder.wall_clock(FrozenClock).monotonic_clock(FrozenClock);
     }
