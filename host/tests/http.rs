@@ -190,3 +190,22 @@ async fn an_oversized_response_is_refused() {
     let message = fetch(&host, &format!("http://{addr}/big")).await;
     assert!(message.starts_with("too large: "), "{message}");
 }
+
+#[tokio::test]
+async fn the_plugins_own_headers_reach_the_server_with_the_hosts_host_header() {
+    let (addr, mut received) = common::receiver::start().await;
+    let host = host(&granted(addr)).await;
+    let event = serde_json::json!({"event_type": "Fetch", "metadata": {
+        "url": format!("http://{addr}/ok"),
+        "headers": [["Authorization", "Bearer t0ken"], ["X-Custom", "1"]]}});
+    let report = host
+        .emit_with_report(Event::from_json(&event.to_string()).unwrap())
+        .unwrap()
+        .wait()
+        .await;
+    assert!(report.outcomes[0].1.result.is_ok(), "{report:?}");
+    let request = received.recv().await.unwrap();
+    assert_eq!(request.header("authorization"), Some("Bearer t0ken"));
+    assert_eq!(request.header("x-custom"), Some("1"));
+    assert_eq!(request.header("host"), Some(addr.to_string().as_str()));
+}
