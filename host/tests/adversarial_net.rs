@@ -376,6 +376,36 @@ async fn a_thousand_recipients_over_many_messages_are_cut_at_the_event_bound() {
     host.shutdown().await;
 }
 
+#[tokio::test]
+async fn headers_and_commands_smuggled_in_subject_or_body_stay_text() {
+    let (addr, mut received) = receiver::smtp().await;
+    let host = email_host(addr).await;
+    let message = attack(
+        &host,
+        "email-client",
+        json!({"messages": 1, "recipients": 1,
+               "subject": "hi\r\nBcc: victim@example.net\r\nFrom: ceo@example.com",
+               "body": "a\r\n.\r\nMAIL FROM:<x@example.com>\r\nRCPT TO:<victim@example.net>\r\n\
+                        DATA\r\nsmuggled\n.\nRCPT TO:<victim2@example.net>\r\n"}),
+    )
+    .await;
+    assert_eq!(message, "sent 1 of 1; first error: none");
+    let mails = delivered(&mut received).await;
+    assert_eq!(mails.len(), 1, "{mails:?}");
+    let mail = &mails[0];
+    assert_eq!(mail.from, "<alerts@example.com>");
+    assert_eq!(mail.recipients, ["<m0-r0@example.com>"]);
+    let headers = mail.data.split_once("\n\n").map_or("", |(head, _)| head);
+    for line in headers.lines() {
+        assert!(
+            !line.starts_with("Bcc:") && !(line.starts_with("From:") && line.contains("ceo")),
+            "injected header line {line:?} in:\n{}",
+            mail.data
+        );
+    }
+    host.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_denials_log_a_few_lines_a_second_and_count_every_one() {
     // Ten events of a thousand requests to a destination it is not granted.

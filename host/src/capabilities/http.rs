@@ -32,6 +32,7 @@ use self::addresses::is_public;
 use self::headers::plugin_headers;
 use crate::bindings::hookhost::hooks::http::{HttpError, Request, Response};
 use crate::log_limit::{Admit, LogLimit, PER_SECOND};
+use crate::printable::escape_controls;
 use crate::state::{EventEffects, MemoryBudget, PluginState};
 
 /// Largest request or response body.
@@ -246,6 +247,9 @@ impl HttpAccess {
     fn report_denial(&self, plugin: &str, reason: &str) {
         self.denied.fetch_add(1, Ordering::Relaxed);
         if let Admit::Log { suppressed } = self.log_limit.admit(Instant::now()) {
+            // The URL and names in it come from the plugin; URLs are
+            // percent-encoded already, this keeps it true for the rest.
+            let reason = escape_controls(reason);
             if suppressed > 0 {
                 tracing::warn!(
                     plugin,
