@@ -397,8 +397,10 @@ async fn headers_and_commands_smuggled_in_subject_or_body_stay_text() {
     assert_eq!(mail.recipients, ["<m0-r0@example.com>"]);
     let headers = mail.data.split_once("\n\n").map_or("", |(head, _)| head);
     for line in headers.lines() {
+        let injected =
+            line.starts_with("Bcc:") || (line.starts_with("From:") && line.contains("ceo"));
         assert!(
-            !line.starts_with("Bcc:") && !(line.starts_with("From:") && line.contains("ceo")),
+            !injected,
             "injected header line {line:?} in:\n{}",
             mail.data
         );
