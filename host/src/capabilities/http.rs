@@ -12,7 +12,8 @@
 //!
 //! What the request says about its own routing and framing (`Host`,
 //! hop-by-hop and forwarding headers, lengths) is the host's: a plugin that
-//! sets one of those headers is refused. Each event may send at most
+//! sets one of those headers is refused, and its credential headers are
+//! not carried across a redirect to another origin. Each event may send at most
 //! [`MAX_REQUESTS_PER_EVENT`] requests; each request gets what is left of
 //! the plugin's deadline; bodies are capped, and a response body is counted
 //! against the plugin's memory cap while the host reads it.
@@ -29,7 +30,7 @@ use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use url::{Host, Url};
 
 use self::addresses::is_public;
-use self::headers::plugin_headers;
+use self::headers::{drop_credentials_across_origins, plugin_headers};
 use crate::bindings::hookhost::hooks::http::{HttpError, Request, Response};
 use crate::log_limit::{Admit, LogLimit, PER_SECOND};
 use crate::printable::escape_controls;
@@ -331,7 +332,7 @@ async fn send(
             request.body.len()
         )));
     }
-    let headers = plugin_headers(&request.headers)?;
+    let mut headers = plugin_headers(&request.headers)?;
     let mut body = request.body;
     for _ in 0..=MAX_REDIRECTS {
         if let Some(denial) = access.grant.check(plugin, &url) {
@@ -366,9 +367,11 @@ async fn send(
         if response.status().is_redirection() {
             if let Some(location) = response.headers().get(reqwest::header::LOCATION) {
                 let location = location.to_str().unwrap_or_default();
-                url = url.join(location).map_err(|err| {
+                let next = url.join(location).map_err(|err| {
                     HttpError::InvalidRequest(format!("bad redirect {location:?}: {err}"))
                 })?;
+                drop_credentials_across_origins(&mut headers, &url, &next);
+                url = next;
                 if response.status() == reqwest::StatusCode::SEE_OTHER {
                     (method, body) = (reqwest::Method::GET, Vec::new());
                 }

@@ -3,6 +3,7 @@
 //! travels.
 
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use url::Url;
 
 use crate::bindings::hookhost::hooks::http::HttpError;
 
@@ -68,6 +69,24 @@ pub(super) fn plugin_headers(headers: &[(String, String)]) -> Result<HeaderMap, 
     Ok(map)
 }
 
+/// Headers that carry credentials for one origin.
+const CREDENTIALS: &[&str] = &["authorization", "cookie", "cookie2"];
+
+/// Drops the credential headers when a redirect leaves the origin (scheme,
+/// host and port) they were sent to, as browsers and curl do: a token for
+/// one allowed destination is not handed to another, nor sent in clear
+/// text after a redirect from `https` to `http`.
+pub(super) fn drop_credentials_across_origins(headers: &mut HeaderMap, from: &Url, to: &Url) {
+    let same_origin = from.scheme() == to.scheme()
+        && from.host_str() == to.host_str()
+        && from.port_or_known_default() == to.port_or_known_default();
+    if !same_origin {
+        for name in CREDENTIALS {
+            headers.remove(*name);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -130,5 +149,30 @@ mod tests {
         .unwrap();
         assert_eq!(map.get_all("accept").iter().count(), 2);
         assert_eq!(map["content-type"], "application/json");
+    }
+
+    #[test]
+    fn credentials_stay_with_their_origin() {
+        let headers = plugin_headers(&[
+            ("Authorization".to_owned(), "Bearer t".to_owned()),
+            ("Cookie".to_owned(), "s=1".to_owned()),
+            ("X-Custom".to_owned(), "1".to_owned()),
+        ])
+        .unwrap();
+        let url = |u: &str| Url::parse(u).unwrap();
+        let from = url("https://a.example/x");
+        let mut same = headers.clone();
+        drop_credentials_across_origins(&mut same, &from, &url("https://a.example:443/y"));
+        assert_eq!(same.len(), 3);
+        for to in [
+            "https://b.example/x",
+            "http://a.example/x",
+            "https://a.example:8443/x",
+        ] {
+            let mut moved = headers.clone();
+            drop_credentials_across_origins(&mut moved, &from, &url(to));
+            assert_eq!(moved.len(), 1, "{to}");
+            assert!(moved.contains_key("x-custom"), "{to}");
+        }
     }
 }
