@@ -4,82 +4,9 @@
 
 mod common;
 
-use std::net::SocketAddr;
-
+use common::receiver::smtp as smtp_listener;
 use hookhost::{Event, Host};
 use serde_json::json;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpListener;
-use tokio::sync::mpsc;
-
-/// One message as an SMTP server received it.
-#[derive(Debug)]
-struct Mail {
-    from: String,
-    recipients: Vec<String>,
-    /// Headers and body, CRLFs turned into LFs.
-    data: String,
-}
-
-/// A minimal SMTP server: accepts every message and hands it over.
-async fn smtp_listener() -> (SocketAddr, mpsc::UnboundedReceiver<Mail>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (sender, received) = mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        while let Ok((conn, _)) = listener.accept().await {
-            let sender = sender.clone();
-            tokio::spawn(async move {
-                let (read, mut write) = conn.into_split();
-                let mut lines = BufReader::new(read).lines();
-                let mut mail = Mail {
-                    from: String::new(),
-                    recipients: Vec::new(),
-                    data: String::new(),
-                };
-                let _ = write.write_all(b"220 localhost ESMTP test\r\n").await;
-                while let Ok(Some(line)) = lines.next_line().await {
-                    let upper = line.to_ascii_uppercase();
-                    let reply: &[u8] = if upper.starts_with("EHLO") || upper.starts_with("HELO") {
-                        b"250 localhost\r\n"
-                    } else if let Some(from) = upper.strip_prefix("MAIL FROM:") {
-                        mail.from = line[line.len() - from.len()..].trim().to_owned();
-                        b"250 OK\r\n"
-                    } else if upper.starts_with("RCPT TO:") {
-                        mail.recipients.push(line[8..].trim().to_owned());
-                        b"250 OK\r\n"
-                    } else if upper == "DATA" {
-                        let _ = write.write_all(b"354 go ahead\r\n").await;
-                        while let Ok(Some(data)) = lines.next_line().await {
-                            if data == "." {
-                                break;
-                            }
-                            mail.data.push_str(&data);
-                            mail.data.push('\n');
-                        }
-                        let done = std::mem::replace(
-                            &mut mail,
-                            Mail {
-                                from: String::new(),
-                                recipients: Vec::new(),
-                                data: String::new(),
-                            },
-                        );
-                        let _ = sender.send(done);
-                        b"250 OK queued\r\n"
-                    } else if upper == "QUIT" {
-                        let _ = write.write_all(b"221 bye\r\n").await;
-                        break;
-                    } else {
-                        b"250 OK\r\n"
-                    };
-                    let _ = write.write_all(reply).await;
-                }
-            });
-        }
-    });
-    (addr, received)
-}
 
 async fn email_host(port: u16, settings: &str) -> Host {
     let config = format!(

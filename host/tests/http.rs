@@ -1,7 +1,8 @@
 //! The HTTP capability against a real HTTP server on 127.0.0.1: allowed
 //! requests go through; hosts, private addresses and redirects outside the
 //! grant are denied with the config line that would allow them; requests
-//! are bounded by the plugin's deadline and bodies by their cap.
+//! are bounded by the plugin's deadline and bodies by their cap; the
+//! plugin's headers arrive, its credentials only at their own origin.
 
 mod common;
 
@@ -43,6 +44,11 @@ async fn server() -> SocketAddr {
                     "/redirect-in" => respond("302 Found", "location: /ok\r\n", b""),
                     "/redirect-out" => {
                         respond("302 Found", "location: http://example.com/\r\n", b"")
+                    }
+                    p if p.starts_with("/redirect-to-port/") => {
+                        let port = &p["/redirect-to-port/".len()..];
+                        let location = format!("location: http://127.0.0.1:{port}/ok\r\n");
+                        respond("302 Found", &location, b"")
                     }
                     "/slow" => {
                         tokio::time::sleep(Duration::from_secs(10)).await;
@@ -189,4 +195,67 @@ async fn an_oversized_response_is_refused() {
     let host = host(&granted(addr)).await;
     let message = fetch(&host, &format!("http://{addr}/big")).await;
     assert!(message.starts_with("too large: "), "{message}");
+}
+
+#[tokio::test]
+async fn the_plugins_own_headers_reach_the_server_with_the_hosts_host_header() {
+    let (addr, mut received) = common::receiver::start().await;
+    let host = host(&granted(addr)).await;
+    let event = serde_json::json!({"event_type": "Fetch", "metadata": {
+        "url": format!("http://{addr}/ok"),
+        "headers": [["Authorization", "Bearer t0ken"], ["X-Custom", "1"]]}});
+    let report = host
+        .emit_with_report(Event::from_json(&event.to_string()).unwrap())
+        .unwrap()
+        .wait()
+        .await;
+    assert!(report.outcomes[0].1.result.is_ok(), "{report:?}");
+    let request = received.recv().await.unwrap();
+    assert_eq!(request.header("authorization"), Some("Bearer t0ken"));
+    assert_eq!(request.header("x-custom"), Some("1"));
+    assert_eq!(request.header("host"), Some(addr.to_string().as_str()));
+}
+
+#[tokio::test]
+async fn credentials_follow_a_redirect_only_within_their_origin() {
+    let addr = server().await;
+    let (other, mut received) = common::receiver::start().await;
+    let config = format!(
+        "[plugins.http-client]\ntimeout_ms = 1000\nhttp_allow = [\"http://{addr}\", \"http://{other}\"]\n\
+         http_private = [\"127.0.0.1\"]\n"
+    );
+    let host = host(&config).await;
+    let headers = serde_json::json!([
+        ["Authorization", "Bearer t0ken"],
+        ["Cookie", "s=1"],
+        ["X-Custom", "1"]
+    ]);
+    for url in [
+        format!("http://{addr}/redirect-to-port/{}", other.port()),
+        format!("http://{other}/redirect/1"),
+    ] {
+        let event = serde_json::json!({"event_type": "Fetch",
+            "metadata": {"url": url, "headers": headers}});
+        let report = host
+            .emit_with_report(Event::from_json(&event.to_string()).unwrap())
+            .unwrap()
+            .wait()
+            .await;
+        assert!(report.outcomes[0].1.result.is_ok(), "{report:?}");
+    }
+    // From the other origin: the redirect target gets no credentials.
+    let moved = received.recv().await.unwrap();
+    assert_eq!(moved.path, "/ok");
+    assert_eq!(
+        (moved.header("authorization"), moved.header("cookie")),
+        (None, None)
+    );
+    assert_eq!(moved.header("x-custom"), Some("1"));
+    // Within one origin: both requests carry them.
+    for path in ["/redirect/1", "/redirect/0"] {
+        let request = received.recv().await.unwrap();
+        assert_eq!(request.path, path);
+        assert_eq!(request.header("authorization"), Some("Bearer t0ken"));
+        assert_eq!(request.header("cookie"), Some("s=1"));
+    }
 }

@@ -14,7 +14,22 @@ use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 
 use crate::bindings::hookhost::hooks::email::{EmailError, Message};
 use crate::settings::Settings;
-use crate::state::PluginState;
+use crate::state::{EventEffects, PluginState};
+
+/// Messages one event may send. An alert hook sends one per event, a hook
+/// that tells a few teams separately a handful; ten leaves room for that
+/// while a hook looping on `send` cannot turn one event into a mail flood
+/// (or into ten seconds of SMTP sessions holding the worker).
+pub const MAX_MESSAGES_PER_EVENT: u32 = 10;
+/// Recipients (`to` and `cc` together) of one message. Team aliases and
+/// on-call lists are a handful of addresses; 50 is far past that and far
+/// under the thousands a mailing-list abuse would use (and under the 100
+/// RCPT commands RFC 5321 requires servers to accept).
+pub const MAX_RECIPIENTS_PER_MESSAGE: u32 = 50;
+/// Recipients over all the messages of one event: two full messages'
+/// worth, so splitting a long list into many messages does not get past
+/// the per-message bound.
+pub const MAX_RECIPIENTS_PER_EVENT: u32 = 100;
 
 /// How the connection to the SMTP server is secured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -149,6 +164,36 @@ fn build(from: &Mailbox, message: Message) -> Result<lettre::Message, EmailError
         .map_err(|err| invalid("message", &err))
 }
 
+/// Counts one message to `recipients` addresses against the event's
+/// bounds, or says which bound it would pass.
+fn count(effects: &mut EventEffects, plugin: &str, recipients: u32) -> Result<(), EmailError> {
+    if recipients > MAX_RECIPIENTS_PER_MESSAGE {
+        return Err(EmailError::Denied(format!(
+            "a message to {recipients} recipients (to and cc) is over the bound of \
+             {MAX_RECIPIENTS_PER_MESSAGE} per message; plugin {plugin} should send to a list \
+             address instead, or split the recipients over several events"
+        )));
+    }
+    if effects.emails >= MAX_MESSAGES_PER_EVENT {
+        return Err(EmailError::Denied(format!(
+            "plugin {plugin} has sent {MAX_MESSAGES_PER_EVENT} messages in this event, the \
+             most one event may send; put more in each message, or send the rest in later \
+             events"
+        )));
+    }
+    let total = effects.email_recipients.saturating_add(recipients);
+    if total > MAX_RECIPIENTS_PER_EVENT {
+        return Err(EmailError::Denied(format!(
+            "this message would bring the recipients of plugin {plugin}'s messages in this \
+             event to {total}, over the bound of {MAX_RECIPIENTS_PER_EVENT} per event; send to \
+             a list address, or send the rest in later events"
+        )));
+    }
+    effects.emails += 1;
+    effects.email_recipients = total;
+    Ok(())
+}
+
 fn send_error(err: lettre::transport::smtp::Error) -> EmailError {
     if err.is_timeout() {
         EmailError::Timeout
@@ -168,7 +213,10 @@ impl crate::bindings::hookhost::hooks::email::Host for PluginState {
                  [mailers.{mailer}] and add \"{mailer}\" to mailers in [plugins.{plugin}]"
             ))
         })?;
+        let recipients = message.to.len().saturating_add(message.cc.len());
+        let recipients = u32::try_from(recipients).unwrap_or(u32::MAX);
         let message = build(&spec.from, message)?;
+        count(&mut self.effects, plugin, recipients)?;
         let left = self.deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             return Err(EmailError::Timeout);
@@ -179,5 +227,39 @@ impl crate::bindings::hookhost::hooks::email::Host for PluginState {
             .map_err(|_| EmailError::Timeout)?
             .map(drop)
             .map_err(send_error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn denial(result: Result<(), EmailError>) -> String {
+        match result {
+            Err(EmailError::Denied(why)) => why,
+            other => panic!("not denied: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn each_bound_is_named_when_passed() {
+        let mut effects = EventEffects::default();
+        let why = denial(count(&mut effects, "p", MAX_RECIPIENTS_PER_MESSAGE + 1));
+        assert!(why.contains("bound of 50 per message"), "{why}");
+        assert_eq!(effects.emails, 0, "a refused message is not counted");
+        for _ in 0..2 {
+            count(&mut effects, "p", MAX_RECIPIENTS_PER_MESSAGE).unwrap();
+        }
+        let why = denial(count(&mut effects, "p", 1));
+        assert!(
+            why.contains("to 101, over the bound of 100 per event"),
+            "{why}"
+        );
+        let mut effects = EventEffects::default();
+        for _ in 0..MAX_MESSAGES_PER_EVENT {
+            count(&mut effects, "p", 1).unwrap();
+        }
+        let why = denial(count(&mut effects, "p", 1));
+        assert!(why.contains("has sent 10 messages in this event"), "{why}");
     }
 }

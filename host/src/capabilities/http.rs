@@ -3,11 +3,23 @@
 //!
 //! Checks, in order, for the request and for every redirect hop: the URL's
 //! scheme, host and port match an `http_allow` entry; the host, if it is an
-//! address or resolves to one that is loopback, private, link-local or
-//! otherwise not public, is listed in `http_private`. The plugin's client
-//! resolves names through the same check, so a name cannot be re-pointed at
-//! a local address between the check and the connection. Each request gets
-//! what is left of the plugin's deadline; bodies are capped.
+//! address or resolves to one that is not public (see [`addresses`]), is
+//! listed in `http_private`. The plugin's client resolves names through the
+//! same check, so a name cannot be re-pointed at a local address between
+//! the check and the connection, and it ignores the proxy variables of the
+//! environment (`HTTP_PROXY`, ...), so the address checked is the one
+//! connected to.
+//!
+//! What the request says about its own routing and framing (`Host`,
+//! hop-by-hop and forwarding headers, lengths) is the host's: a plugin that
+//! sets one of those headers is refused, and its credential headers are
+//! not carried across a redirect to another origin. Each event may send at most
+//! [`MAX_REQUESTS_PER_EVENT`] requests; each request gets what is left of
+//! the plugin's deadline; bodies are capped, and a response body is counted
+//! against the plugin's memory cap while the host reads it.
+
+mod addresses;
+mod headers;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -17,13 +29,24 @@ use std::time::{Duration, Instant};
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use url::{Host, Url};
 
+use self::addresses::is_public;
+use self::headers::{drop_credentials_across_origins, plugin_headers};
 use crate::bindings::hookhost::hooks::http::{HttpError, Request, Response};
-use crate::state::PluginState;
+use crate::log_limit::{Admit, LogLimit, PER_SECOND};
+use crate::printable::escape_controls;
+use crate::state::{EventEffects, MemoryBudget, PluginState};
 
 /// Largest request or response body.
 pub const MAX_BODY_BYTES: usize = 1 << 20;
 /// Redirects followed per request.
 const MAX_REDIRECTS: usize = 5;
+/// Requests one event may make the host send, redirect hops included. The
+/// built-in hooks send one per event (two or three with redirects); a hook
+/// fanning an event out to a few dozen endpoints still fits. The bound is
+/// what one event can make the host do to others: at most 100 connections
+/// and 100 MiB of request bodies, instead of as many as the fuel and the
+/// timeout allow.
+pub const MAX_REQUESTS_PER_EVENT: u32 = 100;
 
 /// One `http_allow` entry: `[scheme://]host[:port]`, where the host may
 /// start with `*.` (any subdomain), the scheme defaults to `https` and the
@@ -78,11 +101,19 @@ impl Destination {
     }
 }
 
+/// One `http_private` entry: an address (matched against a literal
+/// address in the URL) or a host name (matched against the name resolved).
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Private {
+    Address(IpAddr),
+    Name(String),
+}
+
 /// What a plugin may reach, from its `http_allow` and `http_private`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct HttpGrant {
     allow: Vec<Destination>,
-    private: Vec<String>,
+    private: Vec<Private>,
 }
 
 impl HttpGrant {
@@ -96,7 +127,13 @@ impl HttpGrant {
                 .collect::<Result<_, _>>()?,
             private: private
                 .iter()
-                .map(|host| host.trim_matches(['[', ']']).to_ascii_lowercase())
+                .map(|host| {
+                    let host = host.trim_matches(['[', ']']).to_ascii_lowercase();
+                    match host.parse() {
+                        Ok(ip) => Private::Address(ip),
+                        Err(_) => Private::Name(host),
+                    }
+                })
                 .collect(),
         })
     }
@@ -106,8 +143,17 @@ impl HttpGrant {
         self.allow.is_empty()
     }
 
-    fn private_allowed(&self, host: &str) -> bool {
-        self.private.iter().any(|p| p == host)
+    /// Whether `http_private` lists the host name `host`.
+    fn private_name(&self, host: &str) -> bool {
+        self.private
+            .iter()
+            .any(|p| matches!(p, Private::Name(name) if name == host))
+    }
+
+    /// Whether `http_private` lists the address `ip` (the same address:
+    /// `127.0.0.1` does not list `::ffff:127.0.0.1`).
+    fn private_address(&self, ip: IpAddr) -> bool {
+        self.private.contains(&Private::Address(ip))
     }
 
     /// Why `url` is denied, or `None` when it is allowed (before DNS).
@@ -115,30 +161,36 @@ impl HttpGrant {
         if !self.allow.iter().any(|d| d.allows(url)) {
             let port = url.port_or_known_default().unwrap_or(0);
             let host = url.host_str().unwrap_or("");
-            // Without query and credentials: they may hold tokens.
-            let mut shown = url.clone();
-            shown.set_query(None);
-            shown.set_fragment(None);
-            let _ = shown.set_username("");
-            let _ = shown.set_password(None);
             return Some(format!(
-                "{shown} is not allowed for plugin {plugin}; to allow it add \
+                "{} is not allowed for plugin {plugin}; to allow it add \
                  \"{}://{host}:{port}\" to http_allow in [plugins.{plugin}]",
+                shown(url),
                 url.scheme()
             ));
         }
+        // The `url` crate has already read odd spellings (`2130706433`,
+        // `0x7f.1`, `[::ffff:127.0.0.1]`) as the addresses they mean.
         let address = match url.host() {
-            Some(Host::Ipv4(ip)) => Some(IpAddr::V4(ip)),
-            Some(Host::Ipv6(ip)) => Some(IpAddr::V6(ip)),
-            _ => None,
+            Some(Host::Ipv4(ip)) => IpAddr::V4(ip),
+            Some(Host::Ipv6(ip)) => IpAddr::V6(ip),
+            _ => return None,
         };
-        match address {
-            Some(ip) if !is_public(ip) && !self.private_allowed(&ip.to_string()) => {
-                Some(private_denial(plugin, url.host_str().unwrap_or(""), ip))
-            }
-            _ => None,
+        if is_public(address) || self.private_address(address) {
+            return None;
         }
+        let host = url.host_str().unwrap_or("");
+        Some(private_denial(plugin, host, address))
     }
+}
+
+/// `url` without query, fragment and credentials, which may hold tokens.
+fn shown(url: &Url) -> Url {
+    let mut shown = url.clone();
+    shown.set_query(None);
+    shown.set_fragment(None);
+    let _ = shown.set_username("");
+    let _ = shown.set_password(None);
+    shown
 }
 
 fn private_denial(plugin: &str, host: &str, ip: IpAddr) -> String {
@@ -148,34 +200,6 @@ fn private_denial(plugin: &str, host: &str, ip: IpAddr) -> String {
     )
 }
 
-/// Whether `ip` is a public unicast address.
-fn is_public(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => {
-            !(v4.is_loopback()
-                || v4.is_private()
-                || v4.is_link_local()
-                || v4.is_unspecified()
-                || v4.is_broadcast()
-                || v4.is_multicast()
-                || v4.is_documentation()
-                // 100.64.0.0/10, carrier-grade NAT
-                || (v4.octets()[0] == 100 && (v4.octets()[1] & 0xc0) == 64))
-        }
-        IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
-                return is_public(IpAddr::V4(v4));
-            }
-            let first = v6.segments()[0];
-            !(v6.is_loopback()
-                || v6.is_unspecified()
-                || v6.is_multicast()
-                || (first & 0xfe00) == 0xfc00 // unique local
-                || (first & 0xffc0) == 0xfe80) // link local
-        }
-    }
-}
-
 /// A plugin's HTTP access: its grant and its own client, whose resolver
 /// applies the grant's private-address rule.
 #[derive(Clone)]
@@ -183,6 +207,9 @@ pub struct HttpAccess {
     grant: Arc<HttpGrant>,
     client: Option<reqwest::Client>,
     denied: Arc<AtomicU64>,
+    /// Shared by all the instances of the plugin: a hook that is denied in
+    /// a loop gets a few log lines a second, not one per denial.
+    log_limit: Arc<LogLimit>,
 }
 
 impl HttpAccess {
@@ -198,6 +225,10 @@ impl HttpAccess {
                 grant: grant.clone(),
             };
             reqwest::Client::builder()
+                // hookhost has no proxy setting; one taken from the
+                // environment would route every plugin's requests through
+                // an address no grant names.
+                .no_proxy()
                 .redirect(reqwest::redirect::Policy::none())
                 .dns_resolver(Arc::new(resolver))
                 .build()
@@ -208,6 +239,27 @@ impl HttpAccess {
             grant,
             client,
             denied,
+            log_limit: Arc::new(LogLimit::new(Instant::now())),
+        }
+    }
+
+    /// Counts a denial, and logs it unless this plugin's denials are
+    /// already being logged more than [`PER_SECOND`] times a second.
+    fn report_denial(&self, plugin: &str, reason: &str) {
+        self.denied.fetch_add(1, Ordering::Relaxed);
+        if let Admit::Log { suppressed } = self.log_limit.admit(Instant::now()) {
+            // The URL and names in it come from the plugin; URLs are
+            // percent-encoded already, this keeps it true for the rest.
+            let reason = escape_controls(reason);
+            if suppressed > 0 {
+                tracing::warn!(
+                    plugin,
+                    "http request denied: {reason} ({suppressed} earlier denials were not \
+                     logged: at most {PER_SECOND} a second are; http_denied counts them all)"
+                );
+            } else {
+                tracing::warn!(plugin, "http request denied: {reason}");
+            }
         }
     }
 }
@@ -227,7 +279,7 @@ impl Resolve for GrantResolver {
             let host = name.as_str().to_ascii_lowercase();
             let addrs: Vec<SocketAddr> =
                 tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
-            let private_ok = grant.private_allowed(&host);
+            let private_ok = grant.private_name(&host);
             if let Some(addr) = addrs.iter().find(|a| !is_public(a.ip()) && !private_ok) {
                 let denial = private_denial(&plugin, &host, addr.ip());
                 return Err(Box::new(Denied(denial)) as Box<dyn std::error::Error + Send + Sync>);
@@ -245,11 +297,18 @@ struct Denied(String);
 impl crate::bindings::hookhost::hooks::http::Host for PluginState {
     async fn send(&mut self, request: Request) -> Result<Response, HttpError> {
         let plugin = self.plugin.clone();
-        let result = send(&self.http, &plugin, request, self.deadline).await;
+        let result = send(
+            &self.http,
+            &plugin,
+            request,
+            self.deadline,
+            &mut self.effects,
+            &self.memory,
+        )
+        .await;
         if let Err(HttpError::Denied(reason)) = &result {
-            self.http.denied.fetch_add(1, Ordering::Relaxed);
-            let reason = self.settings.redact(reason);
-            tracing::warn!(plugin = &*plugin, "http request denied: {reason}");
+            self.http
+                .report_denial(&plugin, &self.settings.redact(reason));
         }
         result
     }
@@ -260,6 +319,8 @@ async fn send(
     plugin: &str,
     request: Request,
     deadline: Instant,
+    effects: &mut EventEffects,
+    memory: &MemoryBudget,
 ) -> Result<Response, HttpError> {
     let mut url = Url::parse(&request.url)
         .map_err(|err| HttpError::InvalidRequest(format!("bad URL {:?}: {err}", request.url)))?;
@@ -271,6 +332,7 @@ async fn send(
             request.body.len()
         )));
     }
+    let mut headers = plugin_headers(&request.headers)?;
     let mut body = request.body;
     for _ in 0..=MAX_REDIRECTS {
         if let Some(denial) = access.grant.check(plugin, &url) {
@@ -279,41 +341,62 @@ async fn send(
         let client = access.client.as_ref().ok_or_else(|| {
             HttpError::Denied(format!("plugin {plugin} has no http_allow entries"))
         })?;
+        if effects.http_requests >= MAX_REQUESTS_PER_EVENT {
+            return Err(HttpError::Denied(format!(
+                "{} would be request {} of this event, and plugin {plugin} may send at most \
+                 {MAX_REQUESTS_PER_EVENT} per event (each redirect followed counts as one); \
+                 send fewer requests per event, for example by batching them or by handling \
+                 the rest in later events",
+                shown(&url),
+                effects.http_requests + 1
+            )));
+        }
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             return Err(HttpError::Timeout);
         }
-        let mut builder = client
+        effects.http_requests += 1;
+        let response = client
             .request(method.clone(), url.clone())
             .timeout(left)
-            .body(body.clone());
-        for (name, value) in &request.headers {
-            builder = builder.header(name, value);
-        }
-        let response = builder.send().await.map_err(request_error)?;
+            .headers(headers.clone())
+            .body(body.clone())
+            .send()
+            .await
+            .map_err(request_error)?;
         if response.status().is_redirection() {
             if let Some(location) = response.headers().get(reqwest::header::LOCATION) {
                 let location = location.to_str().unwrap_or_default();
-                url = url.join(location).map_err(|err| {
+                let next = url.join(location).map_err(|err| {
                     HttpError::InvalidRequest(format!("bad redirect {location:?}: {err}"))
                 })?;
+                drop_credentials_across_origins(&mut headers, &url, &next);
+                url = next;
                 if response.status() == reqwest::StatusCode::SEE_OTHER {
                     (method, body) = (reqwest::Method::GET, Vec::new());
                 }
                 continue;
             }
         }
-        return read_response(response, deadline).await;
+        return read_response(response, deadline, plugin, memory).await;
     }
     Err(HttpError::InvalidRequest(format!(
         "more than {MAX_REDIRECTS} redirects"
     )))
 }
 
+/// Reads the whole response, charging its body to the plugin's memory
+/// budget before each allocation: a server's large answer then fails this
+/// call with `too-large` instead of growing the host past what the plugin's
+/// memory cap allows. (An error rather than a trap: the plugin did not
+/// allocate anything, and can go on, for example by asking for less.)
 async fn read_response(
     mut response: reqwest::Response,
     deadline: Instant,
+    plugin: &str,
+    memory: &MemoryBudget,
 ) -> Result<Response, HttpError> {
+    const WHAT: &str = "HTTP response body";
     let status = response.status().as_u16();
     let headers = response
         .headers()
@@ -323,7 +406,14 @@ async fn read_response(
             (name.as_str().to_owned(), value)
         })
         .collect();
-    let mut body = Vec::new();
+    let over_budget = |err: crate::state::MemoryCapExceeded| {
+        HttpError::TooLarge(format!(
+            "response body does not fit in plugin {plugin}'s memory: {err}; raise memory_mib \
+             in [plugins.{plugin}] or ask the server for less"
+        ))
+    };
+    let mut charge = memory.charge(0, WHAT).map_err(over_budget)?;
+    let mut body: Vec<u8> = Vec::new();
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         let chunk = tokio::time::timeout(left.max(Duration::from_millis(1)), response.chunk())
@@ -331,10 +421,19 @@ async fn read_response(
             .map_err(|_| HttpError::Timeout)?
             .map_err(request_error)?;
         let Some(chunk) = chunk else { break };
-        if body.len() + chunk.len() > MAX_BODY_BYTES {
+        let needed = body.len() + chunk.len();
+        if needed > MAX_BODY_BYTES {
             return Err(HttpError::TooLarge(format!(
                 "response body is over the {MAX_BODY_BYTES}-byte cap"
             )));
+        }
+        if needed > body.capacity() {
+            // Grow by doubling (as `Vec` would), but charge before allocating.
+            let capacity = needed.max(body.capacity() * 2).min(MAX_BODY_BYTES);
+            charge
+                .grow(capacity - body.capacity(), WHAT)
+                .map_err(over_budget)?;
+            body.reserve_exact(capacity - body.len());
         }
         body.extend_from_slice(&chunk);
     }
@@ -426,23 +525,38 @@ mod tests {
     }
 
     #[test]
-    fn public_means_public() {
-        for ip in [
-            "127.0.0.1",
-            "10.0.0.1",
-            "192.168.1.1",
-            "169.254.1.1",
-            "100.64.0.1",
-            "::1",
-            "fe80::1",
-            "fd00::1",
-            "::ffff:127.0.0.1",
-            "0.0.0.0",
+    fn odd_spellings_of_an_address_are_the_address() {
+        let g = grant(
+            &["http://127.0.0.1:9000", "http://[::ffff:127.0.0.1]:9000"],
+            &[],
+        );
+        for url in [
+            "http://127.0.0.1:9000/",
+            "http://2130706433:9000/",
+            "http://0x7f.1:9000/",
+            "http://0177.0.0.1:9000/",
+            "http://127.1:9000/",
+            "http://[::ffff:127.0.0.1]:9000/",
+            "http://[::ffff:7f00:1]:9000/",
         ] {
-            assert!(!is_public(ip.parse().unwrap()), "{ip}");
+            let reason = g.check("p", &Url::parse(url).unwrap());
+            let reason = reason.unwrap_or_else(|| panic!("{url} was allowed"));
+            assert!(
+                reason.contains("is a non-public address"),
+                "{url}: {reason}"
+            );
         }
-        for ip in ["1.1.1.1", "2606:4700::1111"] {
-            assert!(is_public(ip.parse().unwrap()), "{ip}");
-        }
+    }
+
+    #[test]
+    fn a_listed_private_address_is_that_address_only() {
+        let g = grant(
+            &["http://127.0.0.1:9000", "http://[::ffff:127.0.0.1]:9000"],
+            &["127.0.0.1"],
+        );
+        assert!(!denied(&g, "http://2130706433:9000/"), "the same address");
+        assert!(denied(&g, "http://[::ffff:127.0.0.1]:9000/"), "another one");
+        let g = grant(&["http://[::ffff:127.0.0.1]:9000"], &["[::ffff:7f00:1]"]);
+        assert!(!denied(&g, "http://[::ffff:127.0.0.1]:9000/"));
     }
 }

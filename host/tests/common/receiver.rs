@@ -1,11 +1,18 @@
-//! A webhook receiver on 127.0.0.1 for the tests of hooks that deliver over
-//! HTTP: it records every request and answers `/status/<code>` with that
-//! code, anything else with 200.
+//! Loopback servers for the tests of hooks that reach the network.
+//!
+//! - [`start`]: a webhook receiver on 127.0.0.1 that records every request
+//!   and answers `/status/<code>` with that code, `/redirect/<n>` with a
+//!   302 to `/redirect/<n-1>` (`/redirect/0` with 200), `/bytes/<n>` with
+//!   a 200 and `n` bytes of body, anything else with 200.
+//! - [`canary`]: a listener that only counts the connections made to it.
+//! - [`smtp`]: a minimal SMTP server that accepts every message.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
@@ -45,16 +52,105 @@ pub async fn start() -> (SocketAddr, mpsc::UnboundedReceiver<Received>) {
                 let Some(request) = read_request(&mut conn).await else {
                     return;
                 };
-                let status = request
-                    .path
-                    .strip_prefix("/status/")
-                    .unwrap_or("200")
-                    .to_owned();
+                let response = answer(&request.path);
                 let _ = sender.send(request);
-                let response = format!(
-                    "HTTP/1.1 {status} X\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok"
-                );
-                let _ = conn.write_all(response.as_bytes()).await;
+                let _ = conn.write_all(&response).await;
+            });
+        }
+    });
+    (addr, received)
+}
+
+/// The response to a request for `path`.
+fn answer(path: &str) -> Vec<u8> {
+    let number = |prefix: &str| path.strip_prefix(prefix)?.parse::<usize>().ok();
+    let (status, extra, body) = if let Some(status) = path.strip_prefix("/status/") {
+        (status.to_owned(), String::new(), b"ok".to_vec())
+    } else if let Some(n) = number("/redirect/").filter(|&n| n > 0) {
+        let location = format!("location: /redirect/{}\r\n", n - 1);
+        ("302".to_owned(), location, Vec::new())
+    } else if let Some(n) = number("/bytes/") {
+        ("200".to_owned(), String::new(), vec![b'x'; n])
+    } else {
+        ("200".to_owned(), String::new(), b"ok".to_vec())
+    };
+    let mut response = format!(
+        "HTTP/1.1 {status} X\r\ncontent-length: {}\r\nconnection: close\r\n{extra}\r\n",
+        body.len()
+    )
+    .into_bytes();
+    response.extend(body);
+    response
+}
+
+/// Starts a listener on 127.0.0.1 that accepts connections, counts them and
+/// closes them at once.
+pub async fn canary() -> (SocketAddr, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let connections = Arc::new(AtomicUsize::new(0));
+    let count = connections.clone();
+    tokio::spawn(async move {
+        while let Ok((conn, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::SeqCst);
+            drop(conn);
+        }
+    });
+    (addr, connections)
+}
+
+/// One message as the SMTP server received it.
+#[derive(Debug, Default)]
+pub struct Mail {
+    pub from: String,
+    pub recipients: Vec<String>,
+    /// Headers and body, CRLFs turned into LFs.
+    pub data: String,
+}
+
+/// Starts a minimal SMTP server on 127.0.0.1; every message it accepts
+/// arrives on the returned channel.
+pub async fn smtp() -> (SocketAddr, mpsc::UnboundedReceiver<Mail>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (sender, received) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((conn, _)) = listener.accept().await {
+            let sender = sender.clone();
+            tokio::spawn(async move {
+                let (read, mut write) = conn.into_split();
+                let mut lines = BufReader::new(read).lines();
+                let mut mail = Mail::default();
+                let _ = write.write_all(b"220 localhost ESMTP test\r\n").await;
+                while let Ok(Some(line)) = lines.next_line().await {
+                    let upper = line.to_ascii_uppercase();
+                    let reply: &[u8] = if upper.starts_with("EHLO") || upper.starts_with("HELO") {
+                        b"250 localhost\r\n"
+                    } else if let Some(from) = upper.strip_prefix("MAIL FROM:") {
+                        mail.from = line[line.len() - from.len()..].trim().to_owned();
+                        b"250 OK\r\n"
+                    } else if upper.starts_with("RCPT TO:") {
+                        mail.recipients.push(line[8..].trim().to_owned());
+                        b"250 OK\r\n"
+                    } else if upper == "DATA" {
+                        let _ = write.write_all(b"354 go ahead\r\n").await;
+                        while let Ok(Some(data)) = lines.next_line().await {
+                            if data == "." {
+                                break;
+                            }
+                            mail.data.push_str(&data);
+                            mail.data.push('\n');
+                        }
+                        let _ = sender.send(std::mem::take(&mut mail));
+                        b"250 OK queued\r\n"
+                    } else if upper == "QUIT" {
+                        let _ = write.write_all(b"221 bye\r\n").await;
+                        break;
+                    } else {
+                        b"250 OK\r\n"
+                    };
+                    let _ = write.write_all(reply).await;
+                }
             });
         }
     });
