@@ -14,6 +14,7 @@ use crate::config::{Config, ConfigError};
 use crate::engine::{EngineError, Runtime};
 use crate::outcome::{Failure, FailureClass, Outcome};
 use crate::plugin::{self, LoadError};
+use crate::printable;
 use crate::registry::{PluginSummary, Registry, ReloadStats};
 use crate::watch::Watcher;
 use crate::worker::Job;
@@ -25,7 +26,7 @@ pub enum HostError {
     #[error(transparent)]
     Engine(#[from] EngineError),
     /// The plugins folder could not be watched for changes.
-    #[error("cannot watch plugins folder {path}: {reason}")]
+    #[error("cannot watch plugins folder {}: {reason}", printable::path(.path))]
     Watch {
         /// The folder.
         path: PathBuf,
@@ -33,7 +34,7 @@ pub enum HostError {
         reason: String,
     },
     /// The plugins folder could not be listed.
-    #[error("cannot read plugins folder {path}: {source}")]
+    #[error("cannot read plugins folder {}: {source}", printable::path(.path))]
     PluginsDir {
         /// The folder.
         path: PathBuf,
@@ -41,6 +42,9 @@ pub enum HostError {
         #[source]
         source: std::io::Error,
     },
+    /// The async runtime shut down while the host was starting.
+    #[error("the async runtime shut down while the host was starting")]
+    Interrupted,
 }
 
 /// Why an event was not accepted. When `emit` returns an error, no plugin
@@ -115,7 +119,9 @@ impl HostBuilder {
     }
 
     /// Compiles the plugins (off the async threads, in parallel) and starts
-    /// a worker for each. A file that fails to load is reported through
+    /// a worker for each. Every `*.wasm` entry of the plugins folder is
+    /// tried; one that fails to load (not a regular file, larger than
+    /// `[engine] max_plugin_mib`, not a valid hook) is reported through
     /// [`Host::load_errors`] and skipped; the rest still load.
     pub async fn build(mut self) -> Result<Host, HostError> {
         let engine = &self.config.engine;
@@ -123,14 +129,19 @@ impl HostBuilder {
             Some(false) => None,
             _ => engine.cache_dir.clone().or(self.cache_dir.take()),
         };
-        let runtime = Runtime::new(cache_dir)?;
+        let max_plugin_bytes = engine.max_plugin_bytes();
+        // Setting up the cache reads its key and prunes old entries: file
+        // work, kept off the async threads like the listing below.
+        let runtime = blocking(move || Runtime::new(cache_dir)).await??;
         let mut sources: Vec<(PathBuf, Option<Vec<u8>>)> = self
             .embedded
             .into_iter()
             .map(|(name, bytes)| (PathBuf::from(format!("{name}.wasm")), Some(bytes)))
             .collect();
-        if let Some(dir) = &self.plugins_dir {
-            sources.extend(wasm_files(dir)?.into_iter().map(|path| (path, None)));
+        if let Some(dir) = self.plugins_dir.clone() {
+            let listed = blocking(move || wasm_files(&dir).map_err(|source| (dir, source))).await?;
+            let files = listed.map_err(|(path, source)| HostError::PluginsDir { path, source })?;
+            sources.extend(files.into_iter().map(|path| (path, None)));
         }
         sources.retain(|(path, _)| {
             let name = plugin::plugin_name(path);
@@ -144,7 +155,7 @@ impl HostBuilder {
         let mut loading = tokio::task::JoinSet::new();
         for (index, (path, bytes)) in sources.into_iter().enumerate() {
             let limits = self.config.limits_for(&plugin::plugin_name(&path));
-            let load = plugin::load_checked(runtime.clone(), path, bytes, limits);
+            let load = plugin::load_checked(runtime.clone(), path, bytes, limits, max_plugin_bytes);
             loading.spawn(async move { (index, load.await) });
         }
         let mut results = Vec::new();
@@ -189,16 +200,37 @@ impl HostBuilder {
     }
 }
 
-/// The `.wasm` files directly inside `dir`, sorted by name.
-fn wasm_files(dir: &Path) -> Result<Vec<PathBuf>, HostError> {
-    let entries = std::fs::read_dir(dir).map_err(|source| HostError::PluginsDir {
-        path: dir.to_owned(),
-        source,
-    })?;
-    let mut files: Vec<PathBuf> = entries
-        .filter_map(|entry| entry.ok().map(|entry| entry.path()))
-        .filter(|path| path.extension().is_some_and(|ext| ext == "wasm") && path.is_file())
-        .collect();
+/// Runs `work` on a blocking thread. A panic there is resumed here, as if
+/// `work` had run inline.
+pub(crate) async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, HostError> {
+    match tokio::task::spawn_blocking(work).await {
+        Ok(value) => Ok(value),
+        Err(err) if err.is_panic() => std::panic::resume_unwind(err.into_panic()),
+        Err(_) => Err(HostError::Interrupted),
+    }
+}
+
+/// Every entry of `dir` whose name ends in `.wasm`, sorted by name, whatever
+/// it is: loading says why a directory or a FIFO is not a plugin, rather
+/// than this skipping it in silence. Blocking.
+pub(crate) fn wasm_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        match entry {
+            Ok(entry) => {
+                let path = entry.path();
+                if path.extension().is_some_and(|ext| ext == "wasm") {
+                    files.push(path);
+                }
+            }
+            Err(err) => tracing::warn!(
+                path = %printable::path(dir),
+                "cannot read an entry of the plugins folder: {err}"
+            ),
+        }
+    }
     files.sort();
     Ok(files)
 }

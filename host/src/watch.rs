@@ -20,8 +20,9 @@ use tokio::task::JoinHandle;
 
 use crate::cache::content_hash;
 use crate::config::Config;
-use crate::host::{HostError, Shared};
+use crate::host::{blocking, wasm_files, HostError, Shared};
 use crate::plugin::{self, plugin_name, LoadError, LoadedPlugin};
+use crate::printable;
 
 /// How long a file must go without events before it is loaded. Long enough
 /// to cover the gaps between the chunks of a copy in progress, short enough
@@ -73,7 +74,7 @@ impl Watcher {
                     .map_err(watch_error)?;
             }
         }
-        tracing::info!(path = %dir.display(), "watching the plugins folder");
+        tracing::info!(path = %printable::path(dir), "watching the plugins folder");
         Ok(Watcher {
             _notify: notify,
             task: tokio::spawn(debounce(shared, dir.to_owned(), receiver)),
@@ -145,28 +146,32 @@ async fn reconcile(shared: &Shared, path: &Path) {
     if !config.is_enabled(&name) {
         return;
     }
-    let bytes = match std::fs::read(path) {
-        Ok(bytes) => bytes,
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+    let max_bytes = config.engine.max_plugin_bytes();
+    let read_path = path.to_owned();
+    let read = blocking(move || {
+        plugin::read_file(&read_path, max_bytes).map(|bytes| {
+            let hash = content_hash(&bytes);
+            (bytes, hash)
+        })
+    })
+    .await;
+    let (bytes, hash) = match read {
+        Ok(Ok(read)) => read,
+        Ok(Err(err)) if err.is_not_found() => {
             registry.remove(&name);
             return;
         }
-        Err(source) => {
-            reject(
-                shared,
-                LoadError::Read {
-                    path: path.to_owned(),
-                    source,
-                },
-            );
+        Ok(Err(err)) => {
+            reject(shared, err);
+            return;
+        }
+        Err(err) => {
+            tracing::warn!(plugin = name, "reload abandoned: {err}");
             return;
         }
     };
     let live = registry.route(&name);
-    if live
-        .as_ref()
-        .is_some_and(|route| *route.version == content_hash(&bytes))
-    {
+    if live.as_ref().is_some_and(|route| *route.version == hash) {
         tracing::debug!(plugin = name, "file touched but unchanged; not reloaded");
         return;
     }
@@ -195,11 +200,16 @@ async fn reload_config(shared: &Shared, dir: &Path) {
     let Some(path) = shared.config_file.as_deref() else {
         return;
     };
-    let config = match Config::from_file(path) {
-        Ok(config) => config,
-        Err(err) => {
+    let read_path = path.to_owned();
+    let config = match blocking(move || Config::from_file(&read_path)).await {
+        Ok(Ok(config)) => config,
+        Ok(Err(err)) => {
             tracing::error!("rejected config {err}; the previous config stays in force");
             shared.registry.count_config(false);
+            return;
+        }
+        Err(err) => {
+            tracing::warn!("config reload abandoned: {err}");
             return;
         }
     };
@@ -217,30 +227,44 @@ async fn reload_config(shared: &Shared, dir: &Path) {
             registry.reconfigure(route, &config).await;
         }
     }
-    for path in wasm_files(dir) {
+    let list_dir = dir.to_owned();
+    let files = match blocking(move || wasm_files(&list_dir)).await {
+        Ok(Ok(files)) => files,
+        Ok(Err(err)) => {
+            tracing::warn!(
+                path = %printable::path(dir),
+                "cannot list the plugins folder to load newly enabled plugins: {err}"
+            );
+            Vec::new()
+        }
+        Err(err) => {
+            tracing::warn!("config reload abandoned: {err}");
+            return;
+        }
+    };
+    for path in files {
         let name = plugin_name(&path);
         if config.is_enabled(&name) && registry.route(&name).is_none() {
             reconcile(shared, &path).await;
         }
     }
-    tracing::info!(path = %path.display(), "config reloaded");
+    tracing::info!(path = %printable::path(path), "config reloaded");
     registry.count_config(true);
-}
-
-/// The `.wasm` files in `dir`; an unreadable folder has none.
-fn wasm_files(dir: &Path) -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map(|entries| entries.filter_map(|e| e.ok().map(|e| e.path())).collect())
-        .unwrap_or_default();
-    files.retain(|path| is_wasm(path));
-    files.sort();
-    files
 }
 
 /// Compiles (on a blocking thread) and checks a new version.
 async fn load(shared: &Shared, path: &Path, bytes: Vec<u8>) -> Result<LoadedPlugin, LoadError> {
-    let limits = shared.config().limits_for(&plugin_name(path));
-    plugin::load_checked(shared.runtime.clone(), path.to_owned(), Some(bytes), limits).await
+    let config = shared.config();
+    let limits = config.limits_for(&plugin_name(path));
+    let max_bytes = config.engine.max_plugin_bytes();
+    plugin::load_checked(
+        shared.runtime.clone(),
+        path.to_owned(),
+        Some(bytes),
+        limits,
+        max_bytes,
+    )
+    .await
 }
 
 fn reject(shared: &Shared, err: LoadError) {

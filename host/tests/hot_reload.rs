@@ -113,9 +113,13 @@ async fn replacing_a_plugin_50_times_loses_and_duplicates_no_event() {
 #[tokio::test]
 async fn a_bad_replacement_is_rejected_and_the_old_version_keeps_serving() {
     let plugins = common::plugins_dir(&["counts"]);
+    // `fails-at-instantiation` is larger than the default `max_plugin_mib`
+    // (64 MiB of statics); it must fail when instantiated, not for its size.
     let host = Host::builder()
         .plugins_dir(plugins.path())
-        .config(common::config("[defaults]\nmemory_mib = 16"))
+        .config(common::config(
+            "[engine]\nmax_plugin_mib = 128\n[defaults]\nmemory_mib = 16",
+        ))
         .watch(true)
         .build()
         .await
