@@ -1,6 +1,7 @@
 //! `Host`: the embedding API. Builds the set of plugins, takes events, hands
 //! each to every plugin's worker, and shuts down without losing what it took.
 
+use std::collections::hash_map::{Entry, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
@@ -151,6 +152,24 @@ impl HostBuilder {
             }
             enabled
         });
+        let mut load_errors = Vec::new();
+        let mut names: HashMap<String, PathBuf> = HashMap::new();
+        sources.retain(|(path, _)| match names.entry(plugin::plugin_name(path)) {
+            Entry::Vacant(vacant) => {
+                vacant.insert(path.clone());
+                true
+            }
+            Entry::Occupied(taken) => {
+                let err = LoadError::DuplicateName {
+                    path: path.clone(),
+                    name: taken.key().clone(),
+                    other: taken.get().clone(),
+                };
+                tracing::error!("{err}");
+                load_errors.push(err);
+                false
+            }
+        });
 
         let mut loading = tokio::task::JoinSet::new();
         for (index, (path, bytes)) in sources.into_iter().enumerate() {
@@ -168,7 +187,6 @@ impl HostBuilder {
         results.sort_by_key(|(index, _)| *index);
 
         let mut plugins = Vec::new();
-        let mut load_errors = Vec::new();
         for (_, result) in results {
             match result {
                 Ok(loaded) => plugins.push(loaded),

@@ -180,6 +180,22 @@ pub enum LoadError {
         /// Which import or export does not match.
         reason: String,
     },
+    /// Another file already gives a plugin this name (two names that differ
+    /// only where [`plugin_name`] escapes or replaces characters).
+    #[error(
+        "{}: its plugin name \"{name}\" is already taken by another file ({}); rename one \
+         of them",
+        printable::path(.path),
+        printable::path(.other)
+    )]
+    DuplicateName {
+        /// The file refused.
+        path: PathBuf,
+        /// The plugin name both files have.
+        name: String,
+        /// The file that has the name.
+        other: PathBuf,
+    },
 }
 
 impl LoadError {
@@ -193,7 +209,8 @@ impl LoadError {
             | LoadError::CoreModule { path }
             | LoadError::Invalid { path, .. }
             | LoadError::Instantiate { path, .. }
-            | LoadError::WrongWorld { path, .. } => path,
+            | LoadError::WrongWorld { path, .. }
+            | LoadError::DuplicateName { path, .. } => path,
         }
     }
 

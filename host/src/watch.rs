@@ -146,6 +146,14 @@ async fn reconcile(shared: &Shared, path: &Path) {
     if !config.is_enabled(&name) {
         return;
     }
+    // The file the live plugin of this name came from, when it is another
+    // one: two names differing only in what `plugin_name` escapes.
+    let other = registry
+        .summaries()
+        .into_iter()
+        .find(|summary| summary.name == name)
+        .map(|summary| summary.path)
+        .filter(|live| live != path);
     let max_bytes = config.engine.max_plugin_bytes();
     let read_path = path.to_owned();
     let read = blocking(move || {
@@ -155,20 +163,30 @@ async fn reconcile(shared: &Shared, path: &Path) {
         })
     })
     .await;
-    let (bytes, hash) = match read {
-        Ok(Ok(read)) => read,
-        Ok(Err(err)) if err.is_not_found() => {
-            registry.remove(&name);
-            return;
-        }
-        Ok(Err(err)) => {
-            reject(shared, err);
-            return;
-        }
+    let read = match read {
+        Ok(read) => read,
         Err(err) => {
             tracing::warn!(plugin = name, "reload abandoned: {err}");
             return;
         }
+    };
+    let (bytes, hash) = match (read, other) {
+        (Err(err), other) if err.is_not_found() => {
+            if other.is_none() {
+                registry.remove(&name);
+            }
+            return;
+        }
+        (_, Some(other)) => {
+            let path = path.to_owned();
+            reject(shared, LoadError::DuplicateName { path, name, other });
+            return;
+        }
+        (Err(err), None) => {
+            reject(shared, err);
+            return;
+        }
+        (Ok(read), None) => read,
     };
     let live = registry.route(&name);
     if live.as_ref().is_some_and(|route| *route.version == hash) {
@@ -268,7 +286,8 @@ async fn load(shared: &Shared, path: &Path, bytes: Vec<u8>) -> Result<LoadedPlug
 }
 
 fn reject(shared: &Shared, err: LoadError) {
-    let keeps = if shared.registry.route(&plugin_name(err.path())).is_some() {
+    let is_version = !matches!(err, LoadError::DuplicateName { .. });
+    let keeps = if is_version && shared.registry.route(&plugin_name(err.path())).is_some() {
         "; the previous version keeps serving"
     } else {
         ""

@@ -556,3 +556,78 @@ async fn any_bytes_as_a_plugin_file_load_or_are_refused_naming_the_file() {
         .await
         .expect("shutdown ends in time");
 }
+
+/// The only outcome of `name` for one event.
+async fn outcome_of(host: &Host, name: &str) -> hookhost::Outcome {
+    let report = host
+        .emit_with_report(common::event(1))
+        .unwrap()
+        .wait()
+        .await;
+    report
+        .outcomes
+        .into_iter()
+        .find(|(plugin, _)| plugin == name)
+        .unwrap_or_else(|| panic!("no outcome for {name}"))
+        .1
+}
+
+#[tokio::test]
+async fn a_file_whose_escaped_name_is_taken_is_refused_not_swapped_in() {
+    // `dup<newline>name.wasm` is the plugin `dup\u{a}name`; so would be a
+    // file named with those characters literally.
+    let name = "dup\\u{a}name";
+    let plugins = tempfile::tempdir().unwrap();
+    let first = plugins.path().join("dup\nname.wasm");
+    let second = plugins.path().join(format!("{name}.wasm"));
+    std::fs::copy(common::fixture("noop"), &first).unwrap();
+    std::fs::copy(common::fixture("panics"), &second).unwrap();
+    let host = Host::builder()
+        .plugins_dir(plugins.path())
+        .build()
+        .await
+        .unwrap();
+    let errors: Vec<String> = host.load_errors().iter().map(|e| e.to_string()).collect();
+    assert_eq!(
+        errors,
+        [format!(
+            "{}: its plugin name \"{name}\" is already taken by another file ({}); \
+             rename one of them",
+            second.display(),
+            plugins.path().join("dup\\u{a}name.wasm").display()
+        )]
+    );
+    assert_eq!(host.plugin_names(), [name]);
+    assert_eq!(outcome_of(&host, name).await.result, Ok(()), "noop serves");
+    host.shutdown().await;
+
+    // While running: the second file is rejected, not swapped in, and its
+    // removal does not unload the first.
+    std::fs::remove_file(&second).unwrap();
+    std::fs::copy(
+        common::fixture("counts"),
+        plugins.path().join("marker.wasm"),
+    )
+    .unwrap();
+    let host = Host::builder()
+        .plugins_dir(plugins.path())
+        .watch(true)
+        .build()
+        .await
+        .unwrap();
+    assert!(host.load_errors().is_empty());
+    let noop = common::version_of(&std::fs::read(common::fixture("noop")).unwrap());
+    std::fs::copy(common::fixture("panics"), &second).unwrap();
+    common::eventually("the rejection", || host.reload_stats().rejected == 1).await;
+    let outcome = outcome_of(&host, name).await;
+    assert_eq!(outcome.result, Ok(()));
+    assert_eq!(*outcome.version, noop);
+    std::fs::remove_file(&second).unwrap();
+    let marker = common::variant(&std::fs::read(common::fixture("counts")).unwrap(), "m", 1);
+    std::fs::write(plugins.path().join("marker.wasm"), marker).unwrap();
+    common::eventually("the marker swap", || host.reload_stats().swapped == 1).await;
+    assert_eq!(host.reload_stats().unloaded, 0);
+    assert_eq!(host.plugin_names(), ["dup\\u{a}name", "marker"]);
+    assert_eq!(outcome_of(&host, name).await.result, Ok(()));
+    host.shutdown().await;
+}
