@@ -220,7 +220,7 @@ impl LoadError {
         matches!(self, LoadError::Read { source, .. } if source.kind() == std::io::ErrorKind::NotFound)
     }
 
-    fn from_read(path: &Path, err: ReadError) -> LoadError {
+    pub(crate) fn from_read(path: &Path, err: ReadError) -> LoadError {
         let path = path.to_owned();
         match err {
             ReadError::Io(source) => LoadError::Read { path, source },

@@ -23,6 +23,7 @@ use crate::config::Config;
 use crate::host::{blocking, wasm_files, HostError, Shared};
 use crate::plugin::{self, plugin_name, LoadError, LoadedPlugin};
 use crate::printable;
+use crate::regular_file::{self, Links};
 
 /// How long a file must go without events before it is loaded. Long enough
 /// to cover the gaps between the chunks of a copy in progress, short enough
@@ -157,10 +158,13 @@ async fn reconcile(shared: &Shared, path: &Path) {
     let max_bytes = config.engine.max_plugin_bytes();
     let read_path = path.to_owned();
     let read = blocking(move || {
-        plugin::read_file(&read_path, max_bytes).map(|bytes| {
-            let hash = content_hash(&bytes);
-            (bytes, hash)
-        })
+        let (file, metadata) = regular_file::open(&read_path, Links::Follow)
+            .map_err(|err| LoadError::from_read(&read_path, err))?;
+        let stamp = Stamp::of(&metadata);
+        let bytes = regular_file::read_opened(file, metadata.len(), max_bytes)
+            .map_err(|err| LoadError::from_read(&read_path, err))?;
+        let hash = content_hash(&bytes);
+        Ok::<_, LoadError>((bytes, hash, stamp))
     })
     .await;
     let read = match read {
@@ -170,7 +174,7 @@ async fn reconcile(shared: &Shared, path: &Path) {
             return;
         }
     };
-    let (bytes, hash) = match (read, other) {
+    let (bytes, hash, stamp) = match (read, other) {
         (Err(err), other) if err.is_not_found() => {
             if other.is_none() {
                 registry.remove(&name);
@@ -188,6 +192,12 @@ async fn reconcile(shared: &Shared, path: &Path) {
         }
         (Ok(read), None) => read,
     };
+    if bytes.is_empty() {
+        // What `cp` or a shell redirection leaves for a moment before the
+        // content arrives; the write that follows brings the file back here.
+        tracing::info!(plugin = name, "file is empty; loaded once it has content");
+        return;
+    }
     let live = registry.route(&name);
     if live.as_ref().is_some_and(|route| *route.version == hash) {
         tracing::debug!(plugin = name, "file touched but unchanged; not reloaded");
@@ -196,7 +206,14 @@ async fn reconcile(shared: &Shared, path: &Path) {
     let plugin = match load(shared, path, bytes).await {
         Ok(plugin) => plugin,
         Err(err) => {
-            reject(shared, err);
+            if changed_since(path, stamp).await {
+                // A slow writer paused for longer than `QUIET`: what was read
+                // is not the final content, and the file's next event brings
+                // that here.
+                tracing::info!(plugin = name, "file changed while being loaded: {err}");
+            } else {
+                reject(shared, err);
+            }
             return;
         }
     };
@@ -207,6 +224,29 @@ async fn reconcile(shared: &Shared, path: &Path) {
             registry.count_loaded();
         }
     }
+}
+
+/// A file's size and modification time, to tell whether it changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+    len: u64,
+    modified: Option<std::time::SystemTime>,
+}
+
+impl Stamp {
+    fn of(metadata: &std::fs::Metadata) -> Stamp {
+        Stamp {
+            len: metadata.len(),
+            modified: metadata.modified().ok(),
+        }
+    }
+}
+
+/// Whether the file at `path` is no longer the one `stamp` describes.
+async fn changed_since(path: &Path, stamp: Stamp) -> bool {
+    let path = path.to_owned();
+    let now = blocking(move || std::fs::metadata(&path).map(|m| Stamp::of(&m))).await;
+    !matches!(now, Ok(Ok(now)) if now == stamp)
 }
 
 /// Re-reads the config file and applies it: plugins disabled now are

@@ -208,6 +208,29 @@ async fn a_slow_copy_loads_once_with_the_final_content() {
 }
 
 #[tokio::test]
+async fn a_file_left_empty_for_a_while_is_loaded_once_written_not_rejected() {
+    let plugins = tempfile::tempdir().unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let host = watching(plugins.path(), cache.path()).await;
+    // Created empty, as `cp` or `>` leaves it, and filled three debounce
+    // periods later.
+    let path = plugins.path().join("late.wasm");
+    let file = std::fs::File::create(&path).unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    drop(file);
+    std::fs::write(&path, std::fs::read(common::fixture("counts")).unwrap()).unwrap();
+    common::eventually("the load", || host.reload_stats().loaded == 1).await;
+    assert_eq!(
+        host.reload_stats(),
+        ReloadStats {
+            loaded: 1,
+            ..Default::default()
+        }
+    );
+    common::serves_then_shuts_down(host).await;
+}
+
+#[tokio::test]
 async fn a_removed_plugin_finishes_its_queue_then_unloads() {
     let plugins = common::plugins_dir(&["counts", "noop"]);
     let cache = tempfile::tempdir().unwrap();
