@@ -1,6 +1,7 @@
 //! `Host`: the embedding API. Builds the set of plugins, takes events, hands
 //! each to every plugin's worker, and shuts down without losing what it took.
 
+use std::collections::hash_map::{Entry, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
@@ -14,6 +15,7 @@ use crate::config::{Config, ConfigError};
 use crate::engine::{EngineError, Runtime};
 use crate::outcome::{Failure, FailureClass, Outcome};
 use crate::plugin::{self, LoadError};
+use crate::printable;
 use crate::registry::{PluginSummary, Registry, ReloadStats, Route};
 use crate::watch::Watcher;
 use crate::worker::Job;
@@ -25,7 +27,7 @@ pub enum HostError {
     #[error(transparent)]
     Engine(#[from] EngineError),
     /// The plugins folder could not be watched for changes.
-    #[error("cannot watch plugins folder {path}: {reason}")]
+    #[error("cannot watch plugins folder {}: {reason}", printable::path(.path))]
     Watch {
         /// The folder.
         path: PathBuf,
@@ -33,7 +35,7 @@ pub enum HostError {
         reason: String,
     },
     /// The plugins folder could not be listed.
-    #[error("cannot read plugins folder {path}: {source}")]
+    #[error("cannot read plugins folder {}: {source}", printable::path(.path))]
     PluginsDir {
         /// The folder.
         path: PathBuf,
@@ -41,6 +43,9 @@ pub enum HostError {
         #[source]
         source: std::io::Error,
     },
+    /// The async runtime shut down while the host was starting.
+    #[error("the async runtime shut down while the host was starting")]
+    Interrupted,
 }
 
 /// Why an event was not accepted. When `emit` returns an error, no plugin
@@ -137,7 +142,9 @@ impl HostBuilder {
     }
 
     /// Compiles the plugins (off the async threads, in parallel) and starts
-    /// a worker for each. A file that fails to load is reported through
+    /// a worker for each. Every `*.wasm` entry of the plugins folder is
+    /// tried; one that fails to load (not a regular file, larger than
+    /// `[engine] max_plugin_mib`, not a valid hook) is reported through
     /// [`Host::load_errors`] and skipped; the rest still load.
     pub async fn build(mut self) -> Result<Host, HostError> {
         let engine = &self.config.engine;
@@ -145,14 +152,19 @@ impl HostBuilder {
             Some(false) => None,
             _ => engine.cache_dir.clone().or(self.cache_dir.take()),
         };
-        let runtime = Runtime::new(cache_dir)?;
+        let max_plugin_bytes = engine.max_plugin_bytes();
+        // Setting up the cache reads its key and prunes old entries: file
+        // work, kept off the async threads like the listing below.
+        let runtime = blocking(move || Runtime::new(cache_dir)).await??;
         let mut sources: Vec<(PathBuf, Option<Vec<u8>>)> = self
             .embedded
             .into_iter()
             .map(|(name, bytes)| (PathBuf::from(format!("{name}.wasm")), Some(bytes)))
             .collect();
-        if let Some(dir) = &self.plugins_dir {
-            sources.extend(wasm_files(dir)?.into_iter().map(|path| (path, None)));
+        if let Some(dir) = self.plugins_dir.clone() {
+            let listed = blocking(move || wasm_files(&dir).map_err(|source| (dir, source))).await?;
+            let files = listed.map_err(|(path, source)| HostError::PluginsDir { path, source })?;
+            sources.extend(files.into_iter().map(|path| (path, None)));
         }
         sources.retain(|(path, _)| {
             let name = plugin::plugin_name(path);
@@ -162,11 +174,29 @@ impl HostBuilder {
             }
             enabled
         });
+        let mut load_errors = Vec::new();
+        let mut names: HashMap<String, PathBuf> = HashMap::new();
+        sources.retain(|(path, _)| match names.entry(plugin::plugin_name(path)) {
+            Entry::Vacant(vacant) => {
+                vacant.insert(path.clone());
+                true
+            }
+            Entry::Occupied(taken) => {
+                let err = LoadError::DuplicateName {
+                    path: path.clone(),
+                    name: taken.key().clone(),
+                    other: taken.get().clone(),
+                };
+                tracing::error!("{err}");
+                load_errors.push(err);
+                false
+            }
+        });
 
         let mut loading = tokio::task::JoinSet::new();
         for (index, (path, bytes)) in sources.into_iter().enumerate() {
             let limits = self.config.limits_for(&plugin::plugin_name(&path));
-            let load = plugin::load_checked(runtime.clone(), path, bytes, limits);
+            let load = plugin::load_checked(runtime.clone(), path, bytes, limits, max_plugin_bytes);
             loading.spawn(async move { (index, load.await) });
         }
         let mut results = Vec::new();
@@ -179,7 +209,6 @@ impl HostBuilder {
         results.sort_by_key(|(index, _)| *index);
 
         let mut plugins = Vec::new();
-        let mut load_errors = Vec::new();
         for (_, result) in results {
             match result {
                 Ok(loaded) => plugins.push(loaded),
@@ -219,7 +248,11 @@ impl HostBuilder {
 fn json_size(event: &Event) -> usize {
     /// Field names, quotes, the typed fields' numbers.
     const OVERHEAD: usize = 96;
-    OVERHEAD + event.id.len() + event.event_type.len() + event.timestamp.len() + event.metadata.len()
+    OVERHEAD
+        + event.id.len()
+        + event.event_type.len()
+        + event.timestamp.len()
+        + event.metadata.len()
 }
 
 /// Whether an event of `size` bytes can ever fit `route`'s queue.
@@ -234,16 +267,37 @@ fn fits_queue(route: &Route, size: u32) -> Result<(), EmitError> {
     Ok(())
 }
 
-/// The `.wasm` files directly inside `dir`, sorted by name.
-fn wasm_files(dir: &Path) -> Result<Vec<PathBuf>, HostError> {
-    let entries = std::fs::read_dir(dir).map_err(|source| HostError::PluginsDir {
-        path: dir.to_owned(),
-        source,
-    })?;
-    let mut files: Vec<PathBuf> = entries
-        .filter_map(|entry| entry.ok().map(|entry| entry.path()))
-        .filter(|path| path.extension().is_some_and(|ext| ext == "wasm") && path.is_file())
-        .collect();
+/// Runs `work` on a blocking thread. A panic there is resumed here, as if
+/// `work` had run inline.
+pub(crate) async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, HostError> {
+    match tokio::task::spawn_blocking(work).await {
+        Ok(value) => Ok(value),
+        Err(err) if err.is_panic() => std::panic::resume_unwind(err.into_panic()),
+        Err(_) => Err(HostError::Interrupted),
+    }
+}
+
+/// Every entry of `dir` whose name ends in `.wasm`, sorted by name, whatever
+/// it is: loading says why a directory or a FIFO is not a plugin, rather
+/// than this skipping it in silence. Blocking.
+pub(crate) fn wasm_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        match entry {
+            Ok(entry) => {
+                let path = entry.path();
+                if path.extension().is_some_and(|ext| ext == "wasm") {
+                    files.push(path);
+                }
+            }
+            Err(err) => tracing::warn!(
+                path = %printable::path(dir),
+                "cannot read an entry of the plugins folder: {err}"
+            ),
+        }
+    }
     files.sort();
     Ok(files)
 }

@@ -40,6 +40,7 @@ pub mod outcome;
 pub mod plugin;
 pub mod printable;
 mod registry;
+mod regular_file;
 pub mod settings;
 pub mod state;
 mod watch;

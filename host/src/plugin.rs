@@ -15,6 +15,8 @@ use crate::cache::content_hash;
 use crate::capabilities::Grants;
 use crate::config::Limits;
 use crate::engine::Runtime;
+use crate::printable::{self, escape_controls};
+use crate::regular_file::{self, Links, ReadError};
 use crate::state::PluginState;
 use crate::worker::{self, Exports, InstantiateError};
 
@@ -28,7 +30,8 @@ const BATCH_HANDLER_EXPORT: &str = "hookhost:hooks/batch-handler@0.1.0";
 /// A compiled plugin that implements the hook world, ready to instantiate.
 #[derive(Clone)]
 pub struct LoadedPlugin {
-    /// The plugin's name: the file's stem (`slack` for `slack.wasm`).
+    /// The plugin's name: the file's stem (`slack` for `slack.wasm`), with
+    /// control characters escaped (see [`plugin_name`]).
     pub name: Arc<str>,
     /// Where it was loaded from.
     pub path: PathBuf,
@@ -86,11 +89,13 @@ impl PluginPre {
     }
 }
 
-/// A file that could not be loaded as a plugin.
+/// A file that could not be loaded as a plugin. The messages print the
+/// path with control characters escaped, so a file name cannot forge a log
+/// line.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     /// The file could not be read.
-    #[error("{path}: cannot read: {source}")]
+    #[error("{}: cannot read: {source}", printable::path(.path))]
     Read {
         /// The file.
         path: PathBuf,
@@ -98,16 +103,49 @@ pub enum LoadError {
         #[source]
         source: std::io::Error,
     },
+    /// The path is not a regular file (nor a symbolic link to one).
+    #[error(
+        "{}: is {kind}, not a regular file; only regular files (or symbolic links to \
+         them) are loaded as plugins",
+        printable::path(.path)
+    )]
+    NotAFile {
+        /// The path.
+        path: PathBuf,
+        /// What it is: "a directory", "a FIFO (named pipe)", "a character
+        /// device", "a socket", ...
+        kind: &'static str,
+    },
+    /// The file is larger than `[engine] max_plugin_mib`.
+    #[error(
+        "{}: {size} bytes, over the limit of {limit} bytes ({} MiB) for plugin files; \
+         raise `[engine] max_plugin_mib` in the config file to load it",
+        printable::path(.path),
+        .limit >> 20
+    )]
+    TooLarge {
+        /// The file.
+        path: PathBuf,
+        /// Its size in bytes (at least: a file that grew while being read
+        /// is refused after the first byte past the limit).
+        size: u64,
+        /// The limit in bytes.
+        limit: u64,
+    },
     /// The file is not WebAssembly at all.
-    #[error("{path}: not a WebAssembly file (it does not start with the `\\0asm` header)")]
+    #[error(
+        "{}: not a WebAssembly file (it does not start with the `\\0asm` header)",
+        printable::path(.path)
+    )]
     NotWasm {
         /// The file.
         path: PathBuf,
     },
     /// The file is a core module rather than a component.
     #[error(
-        "{path}: a core WebAssembly module, not a component; build it for \
-         `wasm32-wasip2` or wrap it with `wasm-tools component new`"
+        "{}: a core WebAssembly module, not a component; build it for \
+         `wasm32-wasip2` or wrap it with `wasm-tools component new`",
+        printable::path(.path)
     )]
     CoreModule {
         /// The file.
@@ -115,7 +153,7 @@ pub enum LoadError {
     },
     /// The component could not be compiled (truncated, corrupt, or using
     /// features the host does not enable).
-    #[error("{path}: invalid component: {reason}")]
+    #[error("{}: invalid component: {}", printable::path(.path), escape_controls(.reason))]
     Invalid {
         /// The file.
         path: PathBuf,
@@ -123,7 +161,7 @@ pub enum LoadError {
         reason: String,
     },
     /// Instantiating the component ran guest code that failed.
-    #[error("{path}: fails when instantiated: {reason}")]
+    #[error("{}: fails when instantiated: {}", printable::path(.path), escape_controls(.reason))]
     Instantiate {
         /// The file.
         path: PathBuf,
@@ -131,12 +169,32 @@ pub enum LoadError {
         reason: String,
     },
     /// The component does not implement the hook world.
-    #[error("{path}: does not implement {HOOK_WORLD}: {reason}")]
+    #[error(
+        "{}: does not implement {HOOK_WORLD}: {}",
+        printable::path(.path),
+        escape_controls(.reason)
+    )]
     WrongWorld {
         /// The file.
         path: PathBuf,
         /// Which import or export does not match.
         reason: String,
+    },
+    /// Another file already gives a plugin this name (two names that differ
+    /// only where [`plugin_name`] escapes or replaces characters).
+    #[error(
+        "{}: its plugin name \"{name}\" is already taken by another file ({}); rename one \
+         of them",
+        printable::path(.path),
+        printable::path(.other)
+    )]
+    DuplicateName {
+        /// The file refused.
+        path: PathBuf,
+        /// The plugin name both files have.
+        name: String,
+        /// The file that has the name.
+        other: PathBuf,
     },
 }
 
@@ -145,11 +203,29 @@ impl LoadError {
     pub fn path(&self) -> &Path {
         match self {
             LoadError::Read { path, .. }
+            | LoadError::NotAFile { path, .. }
+            | LoadError::TooLarge { path, .. }
             | LoadError::NotWasm { path }
             | LoadError::CoreModule { path }
             | LoadError::Invalid { path, .. }
             | LoadError::Instantiate { path, .. }
-            | LoadError::WrongWorld { path, .. } => path,
+            | LoadError::WrongWorld { path, .. }
+            | LoadError::DuplicateName { path, .. } => path,
+        }
+    }
+
+    /// Whether the file does not exist (any more): hot reload unloads the
+    /// plugin instead of rejecting anything.
+    pub(crate) fn is_not_found(&self) -> bool {
+        matches!(self, LoadError::Read { source, .. } if source.kind() == std::io::ErrorKind::NotFound)
+    }
+
+    pub(crate) fn from_read(path: &Path, err: ReadError) -> LoadError {
+        let path = path.to_owned();
+        match err {
+            ReadError::Io(source) => LoadError::Read { path, source },
+            ReadError::NotRegular(kind) => LoadError::NotAFile { path, kind },
+            ReadError::TooLarge { size, limit } => LoadError::TooLarge { path, size, limit },
         }
     }
 }
@@ -159,17 +235,33 @@ const WASM_MAGIC: &[u8; 4] = b"\0asm";
 /// The version field of a core module (`1 0 0 0`); components use another.
 const CORE_MODULE_VERSION: [u8; 4] = [1, 0, 0, 0];
 
-/// The plugin name for a file: its stem.
+/// The plugin name for a file: its stem, with control characters escaped
+/// as `\u{..}` ([`escape_controls`]), so that the name is safe to print
+/// wherever it goes (log lines, the guest's tagged output, summaries). The
+/// config's `[plugins.<name>]` sections use this escaped name: a file
+/// `a<newline>b.wasm` is configured as `[plugins."a\\u{a}b"]`.
 pub fn plugin_name(path: &Path) -> String {
-    path.file_stem()
-        .map(|stem| stem.to_string_lossy().into_owned())
-        .unwrap_or_else(|| path.display().to_string())
+    let stem = path
+        .file_stem()
+        .map(|stem| stem.to_string_lossy())
+        .unwrap_or_else(|| path.to_string_lossy());
+    escape_controls(&stem).into_owned()
 }
 
-/// Reads, compiles and checks the plugin at `path`. CPU-heavy (compiling
-/// takes milliseconds to seconds): call it off the async threads.
-pub fn load(runtime: &Runtime, path: &Path) -> Result<LoadedPlugin, LoadError> {
-    load_bytes(runtime, path, &read(path)?)
+/// Reads the plugin file at `path`: a regular file (a symbolic link to one
+/// is followed) of at most `max_bytes` (`[engine] max_plugin_mib`), opened
+/// without blocking and refused before it is read when it is larger.
+/// Blocking: call it off the async threads.
+pub fn read_file(path: &Path, max_bytes: u64) -> Result<Vec<u8>, LoadError> {
+    regular_file::read(path, Links::Follow, max_bytes)
+        .map_err(|err| LoadError::from_read(path, err))
+}
+
+/// Reads ([`read_file`]), compiles and checks the plugin at `path`.
+/// Blocking and CPU-heavy (compiling takes milliseconds to seconds): call it
+/// off the async threads.
+pub fn load(runtime: &Runtime, path: &Path, max_bytes: u64) -> Result<LoadedPlugin, LoadError> {
+    load_bytes(runtime, path, &read_file(path, max_bytes)?)
 }
 
 /// Like [`load`], for bytes already in memory; `path` names them in errors.
@@ -210,19 +302,34 @@ fn link(
     })
 }
 
-/// Compiles `path` and describes it, whether or not it is a valid plugin.
-pub async fn inspect(runtime: &Runtime, path: &Path) -> Result<ComponentReport, LoadError> {
-    let bytes = read(path)?;
-    let started = Instant::now();
-    let hash: Arc<str> = content_hash(&bytes).into();
-    let component = compile(runtime, path, &bytes, &hash)?;
-    let compile_time = started.elapsed();
+/// Reads ([`read_file`], at most `max_bytes`) and compiles `path` on a
+/// blocking thread, and describes it, whether or not it is a valid plugin.
+pub async fn inspect(
+    runtime: Arc<Runtime>,
+    path: &Path,
+    max_bytes: u64,
+) -> Result<ComponentReport, LoadError> {
+    let task_path = path.to_owned();
+    let task_runtime = runtime.clone();
+    let compiled = tokio::task::spawn_blocking(move || {
+        let bytes = read_file(&task_path, max_bytes)?;
+        let started = Instant::now();
+        let hash: Arc<str> = content_hash(&bytes).into();
+        let component = compile(&task_runtime, &task_path, &bytes, &hash)?;
+        Ok((component, bytes.len(), hash, started.elapsed()))
+    })
+    .await
+    .map_err(|err| LoadError::Invalid {
+        path: path.to_owned(),
+        reason: format!("the compile task failed: {err}"),
+    })?;
+    let (component, size, hash, compile_time) = compiled?;
     let ty = component.component_type();
     let describe =
         |(name, item): (&str, ComponentExtern)| format!("{name} ({})", item_kind(&item.ty));
     let imports = ty.imports(runtime.engine()).map(describe).collect();
     let exports = ty.exports(runtime.engine()).map(describe).collect();
-    let verdict = match link(runtime, path, &component, bytes.len(), hash, compile_time) {
+    let verdict = match link(&runtime, path, &component, size, hash, compile_time) {
         Ok(plugin) => probe(&plugin, &Limits::default())
             .await
             .map(|()| plugin.world()),
@@ -232,13 +339,6 @@ pub async fn inspect(runtime: &Runtime, path: &Path) -> Result<ComponentReport, 
         imports,
         exports,
         verdict,
-    })
-}
-
-fn read(path: &Path) -> Result<Vec<u8>, LoadError> {
-    std::fs::read(path).map_err(|source| LoadError::Read {
-        path: path.to_owned(),
-        source,
     })
 }
 
@@ -310,18 +410,20 @@ fn describe_exports(runtime: &Runtime, component: &Component) -> String {
     }
 }
 
-/// Loads the plugin at `path` (from `bytes` when given, else from the file):
-/// compiles it on a blocking thread, then [`probe`]s it under `limits`.
+/// Loads the plugin at `path` (from `bytes` when given, else from the file,
+/// at most `max_bytes` of it): reads and compiles it on a blocking thread,
+/// then [`probe`]s it under `limits`.
 pub async fn load_checked(
     runtime: Arc<Runtime>,
     path: PathBuf,
     bytes: Option<Vec<u8>>,
     limits: Limits,
+    max_bytes: u64,
 ) -> Result<LoadedPlugin, LoadError> {
     let compile_path = path.clone();
     let compiled = tokio::task::spawn_blocking(move || match bytes {
         Some(bytes) => load_bytes(&runtime, &compile_path, &bytes),
-        None => load(&runtime, &compile_path),
+        None => load(&runtime, &compile_path, max_bytes),
     })
     .await
     .map_err(|err| LoadError::Invalid {

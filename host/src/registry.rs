@@ -125,7 +125,7 @@ impl Registry {
         let limits = config.limits_for(&plugin.name);
         tracing::info!(
             plugin = &*plugin.name,
-            path = %plugin.path.display(),
+            path = %crate::printable::path(&plugin.path),
             bytes = plugin.size,
             version = short(&plugin.hash),
             compile_ms = plugin.compile_time.as_millis() as u64,

@@ -20,8 +20,10 @@ use tokio::task::JoinHandle;
 
 use crate::cache::content_hash;
 use crate::config::Config;
-use crate::host::{HostError, Shared};
+use crate::host::{blocking, wasm_files, HostError, Shared};
 use crate::plugin::{self, plugin_name, LoadError, LoadedPlugin};
+use crate::printable;
+use crate::regular_file::{self, Links};
 
 /// How long a file must go without events before it is loaded. Long enough
 /// to cover the gaps between the chunks of a copy in progress, short enough
@@ -73,7 +75,7 @@ impl Watcher {
                     .map_err(watch_error)?;
             }
         }
-        tracing::info!(path = %dir.display(), "watching the plugins folder");
+        tracing::info!(path = %printable::path(dir), "watching the plugins folder");
         Ok(Watcher {
             _notify: notify,
             task: tokio::spawn(debounce(shared, dir.to_owned(), receiver)),
@@ -145,35 +147,73 @@ async fn reconcile(shared: &Shared, path: &Path) {
     if !config.is_enabled(&name) {
         return;
     }
-    let bytes = match std::fs::read(path) {
-        Ok(bytes) => bytes,
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
-            registry.remove(&name);
-            return;
-        }
-        Err(source) => {
-            reject(
-                shared,
-                LoadError::Read {
-                    path: path.to_owned(),
-                    source,
-                },
-            );
+    // The file the live plugin of this name came from, when it is another
+    // one: two names differing only in what `plugin_name` escapes.
+    let other = registry
+        .summaries()
+        .into_iter()
+        .find(|summary| summary.name == name)
+        .map(|summary| summary.path)
+        .filter(|live| live != path);
+    let max_bytes = config.engine.max_plugin_bytes();
+    let read_path = path.to_owned();
+    let read = blocking(move || {
+        let (file, metadata) = regular_file::open(&read_path, Links::Follow)
+            .map_err(|err| LoadError::from_read(&read_path, err))?;
+        let stamp = Stamp::of(&metadata);
+        let bytes = regular_file::read_opened(file, metadata.len(), max_bytes)
+            .map_err(|err| LoadError::from_read(&read_path, err))?;
+        let hash = content_hash(&bytes);
+        Ok::<_, LoadError>((bytes, hash, stamp))
+    })
+    .await;
+    let read = match read {
+        Ok(read) => read,
+        Err(err) => {
+            tracing::warn!(plugin = name, "reload abandoned: {err}");
             return;
         }
     };
+    let (bytes, hash, stamp) = match (read, other) {
+        (Err(err), other) if err.is_not_found() => {
+            if other.is_none() {
+                registry.remove(&name);
+            }
+            return;
+        }
+        (_, Some(other)) => {
+            let path = path.to_owned();
+            reject(shared, LoadError::DuplicateName { path, name, other });
+            return;
+        }
+        (Err(err), None) => {
+            reject(shared, err);
+            return;
+        }
+        (Ok(read), None) => read,
+    };
+    if bytes.is_empty() {
+        // What `cp` or a shell redirection leaves for a moment before the
+        // content arrives; the write that follows brings the file back here.
+        tracing::info!(plugin = name, "file is empty; loaded once it has content");
+        return;
+    }
     let live = registry.route(&name);
-    if live
-        .as_ref()
-        .is_some_and(|route| *route.version == content_hash(&bytes))
-    {
+    if live.as_ref().is_some_and(|route| *route.version == hash) {
         tracing::debug!(plugin = name, "file touched but unchanged; not reloaded");
         return;
     }
     let plugin = match load(shared, path, bytes).await {
         Ok(plugin) => plugin,
         Err(err) => {
-            reject(shared, err);
+            if changed_since(path, stamp).await {
+                // A slow writer paused for longer than `QUIET`: what was read
+                // is not the final content, and the file's next event brings
+                // that here.
+                tracing::info!(plugin = name, "file changed while being loaded: {err}");
+            } else {
+                reject(shared, err);
+            }
             return;
         }
     };
@@ -186,6 +226,29 @@ async fn reconcile(shared: &Shared, path: &Path) {
     }
 }
 
+/// A file's size and modification time, to tell whether it changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+    len: u64,
+    modified: Option<std::time::SystemTime>,
+}
+
+impl Stamp {
+    fn of(metadata: &std::fs::Metadata) -> Stamp {
+        Stamp {
+            len: metadata.len(),
+            modified: metadata.modified().ok(),
+        }
+    }
+}
+
+/// Whether the file at `path` is no longer the one `stamp` describes.
+async fn changed_since(path: &Path, stamp: Stamp) -> bool {
+    let path = path.to_owned();
+    let now = blocking(move || std::fs::metadata(&path).map(|m| Stamp::of(&m))).await;
+    !matches!(now, Ok(Ok(now)) if now == stamp)
+}
+
 /// Re-reads the config file and applies it: plugins disabled now are
 /// unloaded, plugins enabled now are loaded, and every live plugin gets its
 /// new limits and settings from its next event on. A config that does not
@@ -195,11 +258,16 @@ async fn reload_config(shared: &Shared, dir: &Path) {
     let Some(path) = shared.config_file.as_deref() else {
         return;
     };
-    let config = match Config::from_file(path) {
-        Ok(config) => config,
-        Err(err) => {
+    let read_path = path.to_owned();
+    let config = match blocking(move || Config::from_file(&read_path)).await {
+        Ok(Ok(config)) => config,
+        Ok(Err(err)) => {
             tracing::error!("rejected config {err}; the previous config stays in force");
             shared.registry.count_config(false);
+            return;
+        }
+        Err(err) => {
+            tracing::warn!("config reload abandoned: {err}");
             return;
         }
     };
@@ -217,34 +285,49 @@ async fn reload_config(shared: &Shared, dir: &Path) {
             registry.reconfigure(route, &config).await;
         }
     }
-    for path in wasm_files(dir) {
+    let list_dir = dir.to_owned();
+    let files = match blocking(move || wasm_files(&list_dir)).await {
+        Ok(Ok(files)) => files,
+        Ok(Err(err)) => {
+            tracing::warn!(
+                path = %printable::path(dir),
+                "cannot list the plugins folder to load newly enabled plugins: {err}"
+            );
+            Vec::new()
+        }
+        Err(err) => {
+            tracing::warn!("config reload abandoned: {err}");
+            return;
+        }
+    };
+    for path in files {
         let name = plugin_name(&path);
         if config.is_enabled(&name) && registry.route(&name).is_none() {
             reconcile(shared, &path).await;
         }
     }
-    tracing::info!(path = %path.display(), "config reloaded");
+    tracing::info!(path = %printable::path(path), "config reloaded");
     registry.count_config(true);
-}
-
-/// The `.wasm` files in `dir`; an unreadable folder has none.
-fn wasm_files(dir: &Path) -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map(|entries| entries.filter_map(|e| e.ok().map(|e| e.path())).collect())
-        .unwrap_or_default();
-    files.retain(|path| is_wasm(path));
-    files.sort();
-    files
 }
 
 /// Compiles (on a blocking thread) and checks a new version.
 async fn load(shared: &Shared, path: &Path, bytes: Vec<u8>) -> Result<LoadedPlugin, LoadError> {
-    let limits = shared.config().limits_for(&plugin_name(path));
-    plugin::load_checked(shared.runtime.clone(), path.to_owned(), Some(bytes), limits).await
+    let config = shared.config();
+    let limits = config.limits_for(&plugin_name(path));
+    let max_bytes = config.engine.max_plugin_bytes();
+    plugin::load_checked(
+        shared.runtime.clone(),
+        path.to_owned(),
+        Some(bytes),
+        limits,
+        max_bytes,
+    )
+    .await
 }
 
 fn reject(shared: &Shared, err: LoadError) {
-    let keeps = if shared.registry.route(&plugin_name(err.path())).is_some() {
+    let is_version = !matches!(err, LoadError::DuplicateName { .. });
+    let keeps = if is_version && shared.registry.route(&plugin_name(err.path())).is_some() {
         "; the previous version keeps serving"
     } else {
         ""

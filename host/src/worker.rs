@@ -215,7 +215,9 @@ impl Worker {
             if cut < failure.message.len() {
                 let total = failure.message.len();
                 failure.message.truncate(cut);
-                failure.message.push_str(&format!(" […cut: {total} bytes in all]"));
+                failure
+                    .message
+                    .push_str(&format!(" […cut: {total} bytes in all]"));
             }
             let plugin = &*self.plugin.name;
             if let Admit::Log { suppressed } = self.log_limit.admit(Instant::now()) {

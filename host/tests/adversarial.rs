@@ -75,7 +75,10 @@ async fn opening_host_resources_without_end_fails_as_memory() {
     let host = host_with("opens-streams", "").await;
     let before = resident_bytes();
     let report = attack_then_serve(&host, script(json!({"streams": 1_000_000})), 1).await;
-    let failure = outcome_of(&report, "opens-streams").result.clone().unwrap_err();
+    let failure = outcome_of(&report, "opens-streams")
+        .result
+        .clone()
+        .unwrap_err();
     assert_eq!(failure.class, FailureClass::OutOfMemory, "{failure}");
     assert!(failure.message.contains("host resources"), "{failure}");
     let grown = resident_bytes().saturating_sub(before);
@@ -86,7 +89,10 @@ async fn opening_host_resources_without_end_fails_as_memory() {
         .unwrap()
         .wait()
         .await;
-    assert!(outcome_of(&fine, "opens-streams").result.is_ok(), "{fine:?}");
+    assert!(
+        outcome_of(&fine, "opens-streams").result.is_ok(),
+        "{fine:?}"
+    );
     host.shutdown().await;
 }
 
@@ -98,10 +104,15 @@ async fn bytes_the_host_holds_count_against_the_memory_cap() {
     // the host, past an 8 MiB cap, while the guest's own memory stays small.
     let attack = script(json!({"streams": 900, "pending_bytes": 16_000}));
     let report = attack_then_serve(&host, attack, 1).await;
-    let failure = outcome_of(&report, "opens-streams").result.clone().unwrap_err();
+    let failure = outcome_of(&report, "opens-streams")
+        .result
+        .clone()
+        .unwrap_err();
     assert_eq!(failure.class, FailureClass::OutOfMemory, "{failure}");
     assert!(
-        failure.message.starts_with("memory cap of 8388608 bytes exceeded")
+        failure
+            .message
+            .starts_with("memory cap of 8388608 bytes exceeded")
             && failure.message.contains("pending output"),
         "{failure}"
     );
@@ -215,7 +226,11 @@ async fn a_huge_returned_error_is_kept_short() {
         .clone()
         .unwrap_err();
     assert_eq!(failure.class, FailureClass::Returned);
-    assert!(failure.message.len() <= 4 * 1024 + 64, "{}", failure.message.len());
+    assert!(
+        failure.message.len() <= 4 * 1024 + 64,
+        "{}",
+        failure.message.len()
+    );
     assert!(
         failure.message.ends_with("[…cut: 8388608 bytes in all]"),
         "{}",
@@ -234,9 +249,7 @@ async fn queued_bytes_are_bounded_per_plugin() {
                 [plugins.blocks-in-host-call]\ntimeout_ms = 200\nqueue_mib = 1\n";
     let dir = common::plugins_dir(&["blocks-in-host-call", "counts"]);
     let host = common::host(dir.path(), common::config(toml)).await;
-    let big = |seq: u64| {
-        script(json!({"seq": seq, "padding": "p".repeat(100 * 1024)}))
-    };
+    let big = |seq: u64| script(json!({"seq": seq, "padding": "p".repeat(100 * 1024)}));
     let mut accepted = 0;
     let refusal = loop {
         match host.emit(big(accepted + 1)) {
@@ -272,11 +285,7 @@ async fn queued_bytes_are_bounded_per_plugin() {
 #[tokio::test]
 async fn events_over_the_size_limit_are_refused() {
     let dir = common::plugins_dir(&["counts"]);
-    let host = common::host(
-        dir.path(),
-        common::config("[engine]\nmax_event_kib = 64\n"),
-    )
-    .await;
+    let host = common::host(dir.path(), common::config("[engine]\nmax_event_kib = 64\n")).await;
     let event = script(json!({"padding": "p".repeat(65 * 1024)}));
     match host.emit(event.clone()) {
         Err(EmitError::TooLarge { bytes, limit, key }) => {
@@ -312,6 +321,9 @@ async fn asking_for_huge_random_buffers_traps_without_host_growth() {
         .unwrap()
         .wait()
         .await;
-    assert!(outcome_of(&fine, "requests-random-bytes").result.is_ok(), "{fine:?}");
+    assert!(
+        outcome_of(&fine, "requests-random-bytes").result.is_ok(),
+        "{fine:?}"
+    );
     host.shutdown().await;
 }

@@ -63,9 +63,13 @@ async fn missing_plugins_folder_is_an_error_naming_it() {
 #[tokio::test]
 async fn a_component_that_fails_to_instantiate_is_rejected_at_load() {
     let dir = common::plugins_dir(&["fails-at-instantiation"]);
+    // Its 64 MiB of statics make the file larger than the default
+    // `max_plugin_mib`.
     let host = Host::builder()
         .plugins_dir(dir.path())
-        .config(common::config("[defaults]\nmemory_mib = 16"))
+        .config(common::config(
+            "[engine]\nmax_plugin_mib = 128\n[defaults]\nmemory_mib = 16",
+        ))
         .build()
         .await
         .unwrap();

@@ -113,9 +113,13 @@ async fn replacing_a_plugin_50_times_loses_and_duplicates_no_event() {
 #[tokio::test]
 async fn a_bad_replacement_is_rejected_and_the_old_version_keeps_serving() {
     let plugins = common::plugins_dir(&["counts"]);
+    // `fails-at-instantiation` is larger than the default `max_plugin_mib`
+    // (64 MiB of statics); it must fail when instantiated, not for its size.
     let host = Host::builder()
         .plugins_dir(plugins.path())
-        .config(common::config("[defaults]\nmemory_mib = 16"))
+        .config(common::config(
+            "[engine]\nmax_plugin_mib = 128\n[defaults]\nmemory_mib = 16",
+        ))
         .watch(true)
         .build()
         .await
@@ -200,6 +204,29 @@ async fn a_slow_copy_loads_once_with_the_final_content() {
         }
     );
     assert_eq!(version(&host, "big"), common::version_of(&big));
+    common::serves_then_shuts_down(host).await;
+}
+
+#[tokio::test]
+async fn a_file_left_empty_for_a_while_is_loaded_once_written_not_rejected() {
+    let plugins = tempfile::tempdir().unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let host = watching(plugins.path(), cache.path()).await;
+    // Created empty, as `cp` or `>` leaves it, and filled three debounce
+    // periods later.
+    let path = plugins.path().join("late.wasm");
+    let file = std::fs::File::create(&path).unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    drop(file);
+    std::fs::write(&path, std::fs::read(common::fixture("counts")).unwrap()).unwrap();
+    common::eventually("the load", || host.reload_stats().loaded == 1).await;
+    assert_eq!(
+        host.reload_stats(),
+        ReloadStats {
+            loaded: 1,
+            ..Default::default()
+        }
+    );
     common::serves_then_shuts_down(host).await;
 }
 

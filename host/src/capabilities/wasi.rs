@@ -24,7 +24,11 @@ use crate::state::{HostCharge, MemoryBudget};
 pub const MAX_RANDOM_BYTES: u64 = 64 * 1024;
 
 /// A WASI context that grants nothing but, with `wall_clock`, the time.
-pub(crate) fn sandboxed_ctx(output: &PluginOutput, grants: &Grants, memory: &MemoryBudget) -> WasiCtx {
+pub(crate) fn sandboxed_ctx(
+    output: &PluginOutput,
+    grants: &Grants,
+    memory: &MemoryBudget,
+) -> WasiCtx {
     let stream = |name| LogOutput {
         output: output.clone(),
         memory: memory.clone(),

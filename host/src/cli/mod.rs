@@ -37,6 +37,9 @@ enum Command {
     /// Say whether a .wasm file implements the hook world, and list what it
     /// imports and exports.
     Check {
+        /// TOML config file whose `[engine] max_plugin_mib` applies.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
         /// The component to check.
         file: PathBuf,
     },
@@ -96,7 +99,7 @@ pub fn main() -> ExitCode {
         match cli.command {
             Command::Run(host) => run::run(&host).await,
             Command::Emit { host, json } => emit::emit(&host, &json).await,
-            Command::Check { file } => check::check(&file).await,
+            Command::Check { file, config } => check::check(&file, config).await,
         }
     });
     match result {

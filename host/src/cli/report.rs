@@ -1,7 +1,10 @@
-//! Printing outcomes and summaries for people.
+//! Printing outcomes and summaries for people. Plugin names and failure
+//! messages have their control characters escaped, so neither can forge a
+//! line or a row.
 
 use std::time::Duration;
 
+use hookhost::printable::escape_controls;
 use hookhost::{FailureClass, Outcome, PluginSummary};
 
 /// A duration with a unit that keeps three significant digits or so.
@@ -20,6 +23,7 @@ pub fn format_duration(d: Duration) -> String {
 
 /// One line for one plugin's outcome.
 pub fn outcome_line(plugin: &str, outcome: &Outcome) -> String {
+    let plugin = escape_controls(plugin);
     let took = format_duration(outcome.latency);
     match &outcome.result {
         Ok(()) => format!("{plugin}: ok ({took})"),
@@ -27,7 +31,8 @@ pub fn outcome_line(plugin: &str, outcome: &Outcome) -> String {
             let retry = if failure.retryable { ", retryable" } else { "" };
             format!(
                 "{plugin}: failed [{}{retry}] {} ({took})",
-                failure.class, failure.message
+                failure.class,
+                escape_controls(&failure.message)
             )
         }
     }
@@ -35,9 +40,10 @@ pub fn outcome_line(plugin: &str, outcome: &Outcome) -> String {
 
 /// A table of every plugin's counts and latencies.
 pub fn summary_table(summaries: &[PluginSummary]) -> String {
-    let width = summaries
+    let names: Vec<_> = summaries.iter().map(|s| escape_controls(&s.name)).collect();
+    let width = names
         .iter()
-        .map(|s| s.name.len())
+        .map(|name| name.chars().count())
         .chain([6])
         .max()
         .unwrap_or(6);
@@ -46,11 +52,11 @@ pub fn summary_table(summaries: &[PluginSummary]) -> String {
         out += &format!(" {:>7}", class.as_str());
     }
     out += &format!(" {:>10} {:>10}  {}\n", "mean", "p99", "version");
-    for summary in summaries {
+    for (summary, name) in summaries.iter().zip(&names) {
         let stats = &summary.stats;
         out += &format!(
             "{:<width$} {:>8} {:>7}",
-            summary.name,
+            name,
             stats.handled,
             stats.failed_total()
         );
