@@ -34,9 +34,12 @@ fn handled_failed(stdout: &str, plugin: &str) -> (u64, u64) {
     (row[1].parse().unwrap(), row[2].parse().unwrap())
 }
 
-/// `hookhost run --plugins DIR --config FILE` over `stdin` (written from a
-/// thread, so input larger than a pipe's buffer is fine), returning its
-/// output and its peak resident memory (`VmHWM`), sampled while it runs.
+/// `hookhost run --plugins DIR --config FILE` over `stdin`, returning its
+/// output and its peak resident memory (`VmHWM`, a high-water mark). Input
+/// is written from a thread, so it may be larger than a pipe's buffer, and
+/// stdin is kept open until the mark has been read once more after the
+/// last byte went into the pipe: the reading of all of it is measured even
+/// if the process then exits between two samples.
 fn run_measured(dir: &Path, config: &Path, stdin: Vec<u8>) -> (Output, u64) {
     let mut child = hookhost_command()
         .args(["run", "--plugins", dir.to_str().unwrap()])
@@ -50,33 +53,39 @@ fn run_measured(dir: &Path, config: &Path, stdin: Vec<u8>) -> (Output, u64) {
     let pid = child.id();
     let mut input = child.stdin.take().unwrap();
     let writer = std::thread::spawn(move || {
-        // The host may be gone when writing fails; its output tells why.
-        let _ = input.write_all(&stdin);
+        input
+            .write_all(&stdin)
+            .expect("hookhost reads all its input");
+        input
     });
     let readers = [
         read_all(child.stdout.take().unwrap()),
         read_all(child.stderr.take().unwrap()),
     ];
-    let status_path = format!("/proc/{pid}/status");
+    let high_water_mark = || -> Option<u64> {
+        std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .ok()?
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))?
+            .trim()
+            .trim_end_matches("kB")
+            .trim()
+            .parse()
+            .ok()
+    };
     let mut peak_kib = 0;
-    loop {
-        if let Ok(status) = std::fs::read_to_string(&status_path) {
-            if let Some(kib) = status
-                .lines()
-                .find_map(|l| l.strip_prefix("VmHWM:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-            {
-                peak_kib = peak_kib.max(kib);
-            }
-        }
-        if child.try_wait().unwrap().is_some() {
-            break;
-        }
+    while !writer.is_finished() {
+        peak_kib = peak_kib.max(high_water_mark().unwrap_or(0));
         std::thread::sleep(Duration::from_millis(5));
     }
-    writer.join().unwrap();
-    let [stdout, stderr] = readers.map(|r| r.join().unwrap());
+    let input = writer.join().unwrap();
+    // The pipe holds at most its buffer (64 KiB) of what was written; let
+    // the host read that too before the last sample.
+    std::thread::sleep(Duration::from_millis(200));
+    peak_kib = peak_kib.max(high_water_mark().expect("hookhost still runs: stdin is open"));
+    drop(input);
     let status = child.wait().unwrap();
+    let [stdout, stderr] = readers.map(|r| r.join().unwrap());
     (
         Output {
             status,
@@ -116,6 +125,7 @@ fn a_64_mib_line_is_skipped_by_number_without_being_held_in_memory() {
     let (baseline, baseline_kib) = run_measured(dir.path(), &config, plain);
     let (out, peak_kib) = run_measured(dir.path(), &config, attack);
     let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    eprintln!("peak RSS: {peak_kib} KiB with the 64 MiB line, {baseline_kib} KiB without");
     assert!(baseline.status.success(), "{}", text(&baseline.stderr));
     assert!(out.status.success(), "{stderr}");
     assert!(
@@ -133,7 +143,6 @@ fn a_64_mib_line_is_skipped_by_number_without_being_held_in_memory() {
     );
     // The whole line is 64 MiB; holding it (let alone a `String` that grew
     // by doubling) would add at least that much.
-    eprintln!("peak RSS: {peak_kib} KiB with the 64 MiB line, {baseline_kib} KiB without");
     assert!(
         peak_kib > 0 && baseline_kib > 0,
         "VmHWM was sampled ({peak_kib}, {baseline_kib})"
