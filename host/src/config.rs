@@ -414,7 +414,8 @@ pub enum ConfigError {
         #[source]
         source: std::io::Error,
     },
-    /// The file is not valid TOML or has unknown or mistyped keys.
+    /// The file is not valid TOML, has unknown or mistyped keys, or a
+    /// number outside its allowed range.
     #[error("{path}:{line}:{column}: {message}")]
     Invalid {
         /// The file.
