@@ -36,7 +36,7 @@ for target in "${targets[@]}"; do
         -print_final_stats=1 \
         -artifact_prefix="$work/$target/artifacts/" \
         "$work/$target/corpus" "fuzz/corpus/$target" 2>&1 |
-        grep -v -E '^#[0-9]+[[:space:]]+(NEW|REDUCE|pulse)'
+        grep -v -E '^(#[0-9]+[[:space:]]+(NEW|REDUCE|pulse)|[[:space:]]+NEW_FUNC)'
     status="${PIPESTATUS[0]}"
     set -e
     if [ "$status" -ne 0 ]; then
