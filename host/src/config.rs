@@ -26,6 +26,7 @@ use crate::capabilities::email::{EmailAccess, MailerSpec};
 use crate::capabilities::http::{HttpAccess, HttpGrant};
 use crate::capabilities::sql::{DatabaseSpec, Databases, SqlAccess};
 use crate::capabilities::Grants;
+use crate::log_limit::LogLimit;
 use crate::settings::Settings;
 
 /// Fuel per event when nothing is configured: about a billion wasm
@@ -583,13 +584,14 @@ impl Config {
     }
 
     /// Everything plugin `name` is granted, with an HTTP client that
-    /// enforces its grant and counts denials in `http_denied`, and the
-    /// host's database pools.
+    /// enforces its grant and counts denials in `http_denied`, the host's
+    /// database pools, and the plugin's output limit.
     pub(crate) fn grants_for(
         &self,
         name: &str,
         http_denied: Arc<AtomicU64>,
         databases: &Arc<Databases>,
+        output_limit: Arc<LogLimit>,
     ) -> Grants {
         Grants {
             settings: Arc::new(self.settings_for(name)),
@@ -600,6 +602,7 @@ impl Config {
             ),
             email: EmailAccess::new(self.granted(name, |p| &p.mailers, &self.mailer_specs)),
             wall_clock: self.wall_clock_for(name),
+            output_limit,
         }
     }
 

@@ -6,7 +6,7 @@ use std::sync::{Arc, RwLock};
 
 use smallvec::SmallVec;
 use tokio::sync::mpsc::error::TrySendError;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, TryAcquireError};
 
 use crate::bindings::Event;
 use crate::cache::CacheStats;
@@ -14,7 +14,7 @@ use crate::config::{Config, ConfigError};
 use crate::engine::{EngineError, Runtime};
 use crate::outcome::{Failure, FailureClass, Outcome};
 use crate::plugin::{self, LoadError};
-use crate::registry::{PluginSummary, Registry, ReloadStats};
+use crate::registry::{PluginSummary, Registry, ReloadStats, Route};
 use crate::watch::Watcher;
 use crate::worker::Job;
 
@@ -54,6 +54,28 @@ pub enum EmitError {
         plugin: String,
         /// Its queue capacity.
         capacity: usize,
+    },
+    /// A plugin's queue holds as many bytes of events as it may
+    /// (`queue_mib`); `send` waits for room instead.
+    #[error(
+        "plugin {plugin} has {queue_bytes} bytes of events queued already (queue_mib); the \
+         event was not accepted"
+    )]
+    QueueBytesFull {
+        /// The plugin whose queue is full.
+        plugin: String,
+        /// Its queue capacity in bytes.
+        queue_bytes: usize,
+    },
+    /// The event is larger than the host or a plugin's queue accepts.
+    #[error("the event is {bytes} bytes, over the limit of {limit} bytes ({key})")]
+    TooLarge {
+        /// The event's size, as its JSON text.
+        bytes: usize,
+        /// The limit it is over.
+        limit: usize,
+        /// The config key that sets the limit.
+        key: &'static str,
     },
     /// The host is shutting down.
     #[error("the host is shut down")]
@@ -182,11 +204,34 @@ impl HostBuilder {
             _ => None,
         };
         Ok(Host {
+            max_event_bytes: config.engine.max_event_bytes(),
             shared,
             load_errors,
             watcher,
         })
     }
+}
+
+/// The size an event is counted as, against `[engine] max_event_kib` and
+/// each plugin's `queue_mib`: its text fields plus a fixed allowance for the
+/// rest, close to the size of its JSON form. Events are shared by every
+/// plugin's queue, so this bounds, per plugin, what it can keep queued.
+fn json_size(event: &Event) -> usize {
+    /// Field names, quotes, the typed fields' numbers.
+    const OVERHEAD: usize = 96;
+    OVERHEAD + event.id.len() + event.event_type.len() + event.timestamp.len() + event.metadata.len()
+}
+
+/// Whether an event of `size` bytes can ever fit `route`'s queue.
+fn fits_queue(route: &Route, size: u32) -> Result<(), EmitError> {
+    if size as usize > route.queue_bytes {
+        return Err(EmitError::TooLarge {
+            bytes: size as usize,
+            limit: route.queue_bytes,
+            key: "queue_mib",
+        });
+    }
+    Ok(())
 }
 
 /// The `.wasm` files directly inside `dir`, sorted by name.
@@ -212,6 +257,9 @@ pub struct Host {
     shared: Arc<Shared>,
     load_errors: Vec<LoadError>,
     watcher: Option<Watcher>,
+    /// The largest event accepted (`[engine] max_event_kib`, as the host
+    /// was built).
+    max_event_bytes: usize,
 }
 
 /// What the host and its plugins-folder watcher share.
@@ -322,8 +370,19 @@ impl Host {
     /// back-pressure a reader of a stream wants. Each plugin gets the event
     /// as soon as its own queue has room.
     pub async fn send(&self, event: Event) -> Result<(), EmitError> {
+        let size = self.admit(&event)?;
+        let routes = self.shared.registry.routes();
+        for route in routes.iter() {
+            fits_queue(route, size)?;
+        }
         let event = Arc::new(event);
-        for route in self.shared.registry.routes().iter() {
+        for route in routes.iter() {
+            let queued = route
+                .queued_bytes
+                .clone()
+                .acquire_many_owned(size)
+                .await
+                .map_err(|_| EmitError::ShutDown)?;
             let permit = route
                 .queue
                 .reserve()
@@ -332,15 +391,44 @@ impl Host {
             permit.send(Job::Event {
                 event: event.clone(),
                 reply: None,
+                queued,
             });
         }
         Ok(())
     }
 
+    /// The size of `event` as counted against queues, if the host accepts
+    /// events that large.
+    fn admit(&self, event: &Event) -> Result<u32, EmitError> {
+        let bytes = json_size(event);
+        let too_large = || EmitError::TooLarge {
+            bytes,
+            limit: self.max_event_bytes,
+            key: "[engine] max_event_kib",
+        };
+        if bytes > self.max_event_bytes {
+            return Err(too_large());
+        }
+        u32::try_from(bytes).map_err(|_| too_large())
+    }
+
     fn dispatch(&self, event: Event, with_report: bool) -> Result<PendingReport, EmitError> {
+        let size = self.admit(&event)?;
         let routes = self.shared.registry.routes();
         let mut permits = SmallVec::<[_; 8]>::with_capacity(routes.len());
         for route in routes.iter() {
+            fits_queue(route, size)?;
+            let queued = route
+                .queued_bytes
+                .clone()
+                .try_acquire_many_owned(size)
+                .map_err(|err| match err {
+                    TryAcquireError::NoPermits => EmitError::QueueBytesFull {
+                        plugin: route.name.to_string(),
+                        queue_bytes: route.queue_bytes,
+                    },
+                    TryAcquireError::Closed => EmitError::ShutDown,
+                })?;
             let permit = route.queue.try_reserve().map_err(|err| match err {
                 TrySendError::Full(()) => EmitError::QueueFull {
                     plugin: route.name.to_string(),
@@ -348,14 +436,14 @@ impl Host {
                 },
                 TrySendError::Closed(()) => EmitError::ShutDown,
             })?;
-            permits.push(permit);
+            permits.push((permit, queued));
         }
         let mut report = PendingReport {
             event_id: event.id.clone(),
             waiting: Vec::new(),
         };
         let event = Arc::new(event);
-        for (permit, route) in permits.into_iter().zip(routes.iter()) {
+        for ((permit, queued), route) in permits.into_iter().zip(routes.iter()) {
             let reply = with_report.then(|| {
                 let (sender, receiver) = oneshot::channel();
                 report.waiting.push((route.name.clone(), receiver));
@@ -364,6 +452,7 @@ impl Host {
             permit.send(Job::Event {
                 event: event.clone(),
                 reply,
+                queued,
             });
         }
         Ok(report)

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinHandle;
 
 use crate::capabilities::sql::Databases;
@@ -19,14 +19,23 @@ use crate::plugin::LoadedPlugin;
 use crate::worker::{Job, Worker};
 
 /// Where events for one plugin go.
+#[derive(Clone)]
 pub(crate) struct Route {
     pub(crate) name: Arc<str>,
+    /// Most events its queue holds.
     pub(crate) capacity: usize,
     pub(crate) queue: mpsc::Sender<Job>,
+    /// Most bytes of events its queue holds: one permit a byte, taken when
+    /// an event is queued and given back when it has been handled.
+    pub(crate) queued_bytes: Arc<Semaphore>,
+    /// The size of `queued_bytes` (its permits when the queue is empty).
+    pub(crate) queue_bytes: usize,
     /// Content hash of the version that will handle the next queued event.
     pub(crate) version: Arc<str>,
     /// HTTP requests denied to the plugin, across reconfigurations.
     pub(crate) http_denied: Arc<AtomicU64>,
+    /// Its output limit, across reconfigurations.
+    pub(crate) output_limit: Arc<LogLimit>,
 }
 
 /// Every plugin's route, sorted by name.
@@ -39,6 +48,7 @@ struct WorkerRecord {
     version: Arc<Mutex<Arc<str>>>,
     stats: Arc<Mutex<PluginStats>>,
     http_denied: Arc<AtomicU64>,
+    output_limit: Arc<LogLimit>,
     task: JoinHandle<()>,
 }
 
@@ -55,6 +65,9 @@ pub struct PluginSummary {
     pub stats: PluginStats,
     /// HTTP requests it made that were denied.
     pub http_denied: u64,
+    /// Lines of its output (log calls, stdout, stderr) dropped because it
+    /// wrote more than its output limit.
+    pub output_dropped: u64,
 }
 
 /// Counts of what hot reload did.
@@ -123,15 +136,25 @@ impl Registry {
         let version = Arc::new(Mutex::new(plugin.hash.clone()));
         let path = Arc::new(Mutex::new(plugin.path.clone()));
         let http_denied = Arc::new(AtomicU64::new(0));
+        let output_limit = Arc::new(LogLimit::output(Instant::now()));
+        let queue_bytes = limits.queue_bytes.min(Semaphore::MAX_PERMITS);
         let route = Arc::new(Route {
             name: plugin.name.clone(),
             capacity: limits.queue_capacity,
             queue,
+            queued_bytes: Arc::new(Semaphore::new(queue_bytes)),
+            queue_bytes,
             version: plugin.hash.clone(),
             http_denied: http_denied.clone(),
+            output_limit: output_limit.clone(),
         });
         let worker = Worker {
-            grants: config.grants_for(&plugin.name, http_denied.clone(), &self.databases),
+            grants: config.grants_for(
+                &plugin.name,
+                http_denied.clone(),
+                &self.databases,
+                output_limit.clone(),
+            ),
             limits,
             stats: stats.clone(),
             version: version.clone(),
@@ -145,6 +168,7 @@ impl Registry {
             version,
             stats,
             http_denied,
+            output_limit,
             task: tokio::spawn(worker.run(receiver)),
         };
         if let Ok(mut workers) = self.workers.lock() {
@@ -177,11 +201,8 @@ impl Registry {
         self.publish(|routes| {
             for r in routes.iter_mut().filter(|r| r.name == name) {
                 *r = Arc::new(Route {
-                    name: r.name.clone(),
-                    capacity: r.capacity,
-                    queue: r.queue.clone(),
                     version: hash.clone(),
-                    http_denied: r.http_denied.clone(),
+                    ..(**r).clone()
                 });
             }
         });
@@ -230,7 +251,12 @@ impl Registry {
     pub(crate) async fn reconfigure(&self, route: &Route, config: &Config) {
         let job = Job::Reconfigure {
             limits: config.limits_for(&route.name),
-            grants: config.grants_for(&route.name, route.http_denied.clone(), &self.databases),
+            grants: config.grants_for(
+                &route.name,
+                route.http_denied.clone(),
+                &self.databases,
+                route.output_limit.clone(),
+            ),
         };
         let _ = route.queue.send(job).await;
     }
@@ -297,6 +323,7 @@ fn summary(record: &WorkerRecord) -> PluginSummary {
             .unwrap_or_default(),
         stats: record.stats.lock().map(|s| s.clone()).unwrap_or_default(),
         http_denied: record.http_denied.load(Ordering::Relaxed),
+        output_dropped: record.output_limit.dropped(),
     }
 }
 

@@ -92,12 +92,28 @@ impl Settings {
     /// secret it was given does not leak it.
     pub fn redact<'a>(&self, text: &'a str) -> Cow<'a, str> {
         let mut text = Cow::Borrowed(text);
-        for secret in self.0.values().flat_map(|setting| &setting.secrets) {
-            if secret.len() >= MIN_MASKED_BYTES && text.contains(secret.as_str()) {
-                text = Cow::Owned(text.replace(secret.as_str(), REDACTED));
+        for secret in self.secrets() {
+            if text.contains(secret) {
+                text = Cow::Owned(text.replace(secret, REDACTED));
             }
         }
         text
+    }
+
+    /// The secret parts [`Settings::redact`] masks.
+    pub(crate) fn secrets(&self) -> impl Iterator<Item = &str> {
+        self.0
+            .values()
+            .flat_map(|setting| &setting.secrets)
+            .map(String::as_str)
+            .filter(|secret| secret.len() >= MIN_MASKED_BYTES)
+    }
+
+    /// The length in bytes of the longest secret part that is masked (0
+    /// when there is none): how much of a line still being written may be
+    /// the start of one.
+    pub(crate) fn longest_secret(&self) -> usize {
+        self.secrets().map(str::len).max().unwrap_or(0)
     }
 
     /// Resolves a `[plugins.<name>.settings]` table, reading environment

@@ -16,6 +16,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::capabilities::email::EmailAccess;
 use crate::capabilities::http::HttpAccess;
+use crate::capabilities::log::PluginOutput;
 use crate::capabilities::sql::SqlAccess;
 use crate::capabilities::{wasi, Grants};
 use crate::settings::Settings;
@@ -49,6 +50,8 @@ pub struct PluginState {
     pub(crate) sql: SqlAccess,
     /// The mailers it may send through.
     pub(crate) email: EmailAccess,
+    /// Where its log lines and stdout/stderr go, under its output limit.
+    pub(crate) output: PluginOutput,
     /// Linear memory plus host-held bytes, against the plugin's memory cap.
     pub(crate) memory: MemoryBudget,
     wasi: WasiCtx,
@@ -73,11 +76,17 @@ impl PluginState {
         let memory = MemoryBudget::new(memory_cap);
         let mut table = ResourceTable::new();
         table.set_max_capacity(MAX_HOST_RESOURCES);
+        let output = PluginOutput::new(
+            plugin.clone(),
+            grants.settings.clone(),
+            grants.output_limit.clone(),
+        );
         PluginState {
             http: grants.http.clone(),
             sql: grants.sql.clone(),
             email: grants.email.clone(),
-            wasi: wasi::sandboxed_ctx(&plugin, grants, &memory),
+            wasi: wasi::sandboxed_ctx(&output, grants, &memory),
+            output,
             plugin,
             settings: grants.settings.clone(),
             deadline: Instant::now(),

@@ -12,23 +12,30 @@ use std::sync::{Arc, Mutex};
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit};
 use wasmtime::component::ResourceTableError;
 use wasmtime::{Store, Trap, UpdateDeadline};
 
 use crate::bindings::batch::BatchHook;
 use crate::bindings::{Event, Hook, HookError};
+use crate::capabilities::log::truncate;
 use crate::capabilities::Grants;
 use crate::config::Limits;
 use crate::log_limit::{Admit, LogLimit, PER_SECOND};
 use crate::outcome::{Failure, FailureClass, Outcome, PluginStats};
 use crate::plugin::LoadedPlugin;
+use crate::printable::escape_controls;
 use crate::state::{EventEffects, MemoryCapExceeded, PluginState, MAX_HOST_RESOURCES};
 
 /// Most events taken off the queue per wake-up. Draining what is queued in
 /// one go saves a task wake-up per event, which costs about as much as a
 /// call into a trivial hook.
 const BATCH: usize = 256;
+
+/// Longest failure message kept: a hook's returned error, or a trap's
+/// description. A hook may return an error of any size its memory holds;
+/// reports, logs and summaries keep only this much of it.
+pub const MAX_FAILURE_MESSAGE_BYTES: usize = 4 * 1024;
 
 /// How long after the deadline the worker stops waiting for a call that is
 /// blocked in a host call. A computing guest is stopped by the epoch check
@@ -37,10 +44,12 @@ const HOST_CALL_GRACE: Duration = Duration::from_millis(10);
 
 /// What a worker takes off its queue, in order.
 pub(crate) enum Job {
-    /// One event, and where to send the outcome if anyone asked.
+    /// One event, where to send the outcome if anyone asked, and its
+    /// bytes in the plugin's queue, given back once it has been handled.
     Event {
         event: Arc<Event>,
         reply: Option<oneshot::Sender<Outcome>>,
+        queued: OwnedSemaphorePermit,
     },
     /// A new version of the plugin, for every later event.
     Swap(Box<LoadedPlugin>),
@@ -67,8 +76,13 @@ pub(crate) enum Exports {
     Batch(BatchHook),
 }
 
-/// An event taken off the queue, and where its outcome goes if anyone asked.
-type Pending = (Arc<Event>, Option<oneshot::Sender<Outcome>>);
+/// An event taken off the queue, where its outcome goes if anyone asked,
+/// and its bytes in the queue.
+type Pending = (
+    Arc<Event>,
+    Option<oneshot::Sender<Outcome>>,
+    OwnedSemaphorePermit,
+);
 
 /// Everything a worker needs; consumed by [`Worker::run`].
 pub(crate) struct Worker {
@@ -96,7 +110,11 @@ impl Worker {
             }
             for job in jobs.drain(..) {
                 match job {
-                    Job::Event { event, reply } => pending.push((event, reply)),
+                    Job::Event {
+                        event,
+                        reply,
+                        queued,
+                    } => pending.push((event, reply, queued)),
                     // Events queued before a control job are handled by
                     // the version and limits they were queued under.
                     Job::Swap(plugin) => {
@@ -153,15 +171,18 @@ impl Worker {
         if self.plugin.pre.is_batch() {
             for chunk in pending.chunks(self.limits.batch_size) {
                 let started = Instant::now();
-                let events: Vec<Event> = chunk.iter().map(|(event, _)| (**event).clone()).collect();
+                let events: Vec<Event> = chunk
+                    .iter()
+                    .map(|(event, _, _)| (**event).clone())
+                    .collect();
                 let results = self.deliver_batch(live, &events, started).await;
                 let latency = started.elapsed();
-                for (result, (event, _)) in results.into_iter().zip(chunk) {
+                for (result, (event, _, _)) in results.into_iter().zip(chunk) {
                     outcomes.push(self.outcome(&event.id, result, latency));
                 }
             }
             let first = outcomes.len() - pending.len();
-            for ((_, reply), outcome) in pending.drain(..).zip(&outcomes[first..]) {
+            for ((_, reply, _), outcome) in pending.drain(..).zip(&outcomes[first..]) {
                 if let Some(reply) = reply {
                     // The caller may have stopped waiting; that is fine.
                     let _ = reply.send(outcome.clone());
@@ -170,7 +191,7 @@ impl Worker {
         } else {
             // One clock read per event: each call starts where the last ended.
             let mut started = Instant::now();
-            for (event, reply) in pending.drain(..) {
+            for (event, reply, _queued) in pending.drain(..) {
                 let result = self.deliver(live, &event, started).await;
                 let ended = Instant::now();
                 let outcome = self.outcome(&event.id, result, ended - started);
@@ -183,12 +204,18 @@ impl Worker {
         }
     }
 
-    /// The outcome of event `id`, its failure logged (rate-limited) with
-    /// the plugin's secrets masked.
+    /// The outcome of event `id`, its failure message masked (secrets) and
+    /// cut to [`MAX_FAILURE_MESSAGE_BYTES`], and logged (rate-limited).
     fn outcome(&self, id: &str, result: Result<(), Failure>, latency: Duration) -> Outcome {
         let result = result.map_err(|mut failure| {
             if let Cow::Owned(masked) = self.grants.settings.redact(&failure.message) {
                 failure.message = masked;
+            }
+            let cut = truncate(&failure.message, MAX_FAILURE_MESSAGE_BYTES).len();
+            if cut < failure.message.len() {
+                let total = failure.message.len();
+                failure.message.truncate(cut);
+                failure.message.push_str(&format!(" […cut: {total} bytes in all]"));
             }
             let plugin = &*self.plugin.name;
             if let Admit::Log { suppressed } = self.log_limit.admit(Instant::now()) {
@@ -201,10 +228,10 @@ impl Worker {
                 }
                 tracing::warn!(
                     plugin,
-                    event = id,
+                    event = %escape_controls(id),
                     class = failure.class.as_str(),
                     "{}",
-                    failure.message
+                    escape_controls(&failure.message)
                 );
             }
             failure

@@ -2,6 +2,9 @@
 //! [`Grants`]: what one plugin's config section lets it use.
 
 use std::sync::Arc;
+use std::time::Instant;
+
+use crate::log_limit::LogLimit;
 
 use crate::settings::Settings;
 
@@ -28,6 +31,10 @@ pub(crate) struct Grants {
     /// Whether its WASI clocks tell the real time (`wall_clock = true`);
     /// otherwise they read the Unix epoch.
     pub(crate) wall_clock: bool,
+    /// The limit on what it writes to the host log (log calls, stdout,
+    /// stderr), kept across reconfigurations so its count of dropped lines
+    /// runs on.
+    pub(crate) output_limit: Arc<LogLimit>,
 }
 
 impl Grants {
@@ -40,6 +47,7 @@ impl Grants {
             sql: Default::default(),
             email: Default::default(),
             wall_clock: false,
+            output_limit: Arc::new(LogLimit::output(Instant::now())),
         }
     }
 }

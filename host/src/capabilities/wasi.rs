@@ -2,33 +2,42 @@
 //! environment variables, no arguments, no sockets, and clocks frozen at the
 //! Unix epoch unless the plugin is granted `wall_clock`, so a plugin learns
 //! nothing about the host it was not given. Standard output and error become
-//! host log lines tagged with the plugin, its secrets masked.
+//! host log lines through [`PluginOutput`] (masked, cut, escaped and under
+//! the plugin's output limit); the bytes of a line still being collected
+//! count against the instance's memory cap, however many streams it opens.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
-use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
+use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError, StreamResult};
 use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtx};
 
+use crate::bindings::LogLevel;
+use crate::capabilities::log::{PluginOutput, MAX_LINE_BYTES};
 use crate::capabilities::Grants;
-use crate::settings::Settings;
-use crate::state::MemoryBudget;
+use crate::state::{HostCharge, MemoryBudget};
 
-/// Longest line a plugin can print before it is cut into several log lines.
-const MAX_LINE_BYTES: usize = 64 * 1024;
+/// Most bytes one `get-random-bytes` call may ask for. A hook needs a few
+/// dozen (an id, a nonce); wasmtime's default, 64 MiB, would let any hook
+/// make the host allocate that much outside its memory cap on every call.
+pub const MAX_RANDOM_BYTES: u64 = 64 * 1024;
 
 /// A WASI context that grants nothing but, with `wall_clock`, the time.
-pub(crate) fn sandboxed_ctx(plugin: &Arc<str>, grants: &Grants, _memory: &MemoryBudget) -> WasiCtx {
-    let settings = &grants.settings;
+pub(crate) fn sandboxed_ctx(output: &PluginOutput, grants: &Grants, memory: &MemoryBudget) -> WasiCtx {
+    let stream = |name| LogOutput {
+        output: output.clone(),
+        memory: memory.clone(),
+        stream: name,
+    };
     let mut builder = WasiCtx::builder();
     builder
-        .stdout(LogOutput::new(plugin, settings, "stdout"))
-        .stderr(LogOutput::new(plugin, settings, "stderr"))
+        .stdout(stream("stdout"))
+        .stderr(stream("stderr"))
         .allow_tcp(false)
         .allow_udp(false)
-        .allow_ip_name_lookup(false);
+        .allow_ip_name_lookup(false)
+        .max_random_size(MAX_RANDOM_BYTES);
     if !grants.wall_clock {
         builder.wall_clock(FrozenClock).monotonic_clock(FrozenClock);
     }
@@ -56,22 +65,13 @@ impl HostMonotonicClock for FrozenClock {
     }
 }
 
-/// A plugin's stdout or stderr, written to the host log line by line.
+/// A plugin's stdout or stderr: every stream the guest opens on it collects
+/// lines for the host log.
 #[derive(Clone)]
 struct LogOutput {
-    plugin: Arc<str>,
-    settings: Arc<Settings>,
+    output: PluginOutput,
+    memory: MemoryBudget,
     stream: &'static str,
-}
-
-impl LogOutput {
-    fn new(plugin: &Arc<str>, settings: &Arc<Settings>, stream: &'static str) -> Self {
-        LogOutput {
-            plugin: plugin.clone(),
-            settings: settings.clone(),
-            stream,
-        }
-    }
 }
 
 impl IsTerminal for LogOutput {
@@ -87,45 +87,96 @@ impl StdoutStream for LogOutput {
     }
 
     fn p2_stream(&self) -> Box<dyn OutputStream> {
-        Box::new(LineLogger {
+        Box::new(LineCollector {
+            charge: None,
             output: self.clone(),
             pending: Vec::new(),
         })
     }
 }
 
-/// Collects bytes until a newline, then logs the line.
-struct LineLogger {
+/// Collects bytes until a newline, then logs the line; a line longer than
+/// [`MAX_LINE_BYTES`] is logged in pieces.
+struct LineCollector {
     output: LogOutput,
     pending: Vec<u8>,
+    /// The pending bytes, counted against the memory cap.
+    charge: Option<HostCharge>,
 }
 
-impl LineLogger {
+impl LineCollector {
     fn emit(&self, line: &[u8]) {
         let line = String::from_utf8_lossy(line);
-        let line = self
-            .output
-            .settings
-            .redact(line.trim_end_matches(['\r', '\n']));
-        tracing::info!(
-            target: "hookhost::plugin",
-            plugin = &*self.output.plugin,
-            stream = self.output.stream,
-            "{line}"
-        );
+        let line = line.trim_end_matches(['\r', '\n']);
+        let stream = Some(self.output.stream);
+        self.output.output.line(LogLevel::Info, stream, line);
+    }
+
+    fn take_charge(&mut self, bytes: usize) -> StreamResult<()> {
+        let what = "pending output";
+        let result = match &mut self.charge {
+            Some(charge) => charge.grow(bytes, what),
+            None => self
+                .output
+                .memory
+                .charge(bytes, what)
+                .map(|charge| self.charge = Some(charge)),
+        };
+        result.map_err(|err| StreamError::Trap(wasmtime::Error::new(err)))
+    }
+
+    fn release(&mut self, bytes: usize) {
+        if let Some(charge) = &mut self.charge {
+            charge.shrink(bytes);
+        }
+    }
+
+    /// Where to cut a pending line that is too long: short of any secret
+    /// that straddles the cut, and of the last bytes, which may be the start
+    /// of a secret whose rest has not been written yet; on a character
+    /// boundary.
+    fn cut_point(&self) -> usize {
+        let settings = self.output.output.settings();
+        let hold_back = settings.longest_secret().saturating_sub(1);
+        let mut cut = self.pending.len().saturating_sub(hold_back);
+        // Moving the cut before one secret may put it inside another.
+        let mut moved = true;
+        while moved {
+            moved = false;
+            for secret in settings.secrets().map(str::as_bytes) {
+                let from = cut.saturating_sub(secret.len() - 1);
+                let to = (cut + secret.len() - 1).min(self.pending.len());
+                let window = &self.pending[from..to];
+                if let Some(at) = window.windows(secret.len()).position(|w| w == secret) {
+                    if from + at < cut {
+                        cut = from + at;
+                        moved = true;
+                    }
+                }
+            }
+        }
+        while cut > 0 && cut < self.pending.len() && (self.pending[cut] & 0xc0) == 0x80 {
+            cut -= 1;
+        }
+        cut.max(1)
     }
 }
 
-impl OutputStream for LineLogger {
+impl OutputStream for LineCollector {
     fn write(&mut self, bytes: Bytes) -> StreamResult<()> {
+        self.take_charge(bytes.len())?;
         self.pending.extend_from_slice(&bytes);
         while let Some(end) = self.pending.iter().position(|&b| b == b'\n') {
             let line: Vec<u8> = self.pending.drain(..=end).collect();
             self.emit(&line);
+            self.release(line.len());
         }
-        if self.pending.len() >= MAX_LINE_BYTES {
-            let line = std::mem::take(&mut self.pending);
-            self.emit(&line);
+        let hold_back = self.output.output.settings().longest_secret();
+        while self.pending.len() >= MAX_LINE_BYTES + hold_back {
+            let cut = self.cut_point();
+            let piece: Vec<u8> = self.pending.drain(..cut).collect();
+            self.emit(&piece);
+            self.release(piece.len());
         }
         Ok(())
     }
@@ -140,11 +191,11 @@ impl OutputStream for LineLogger {
 }
 
 #[async_trait::async_trait]
-impl Pollable for LineLogger {
+impl Pollable for LineCollector {
     async fn ready(&mut self) {}
 }
 
-impl Drop for LineLogger {
+impl Drop for LineCollector {
     fn drop(&mut self) {
         if !self.pending.is_empty() {
             self.emit(&self.pending);
