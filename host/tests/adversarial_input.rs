@@ -496,3 +496,36 @@ fn hookhost_run_reports_a_value_out_of_range_instead_of_panicking() {
     );
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+#[test]
+fn an_event_the_host_refuses_is_skipped_by_number_and_the_rest_handled() {
+    // A queue of 1 MiB cannot hold an event of 1.5 MiB, though the line is
+    // within the 4 MiB event limit: the host refuses that one event.
+    let dir = common::plugins_dir(&["counts"]);
+    let config = dir.path().join("hookhost.toml");
+    std::fs::write(&config, "[plugins.counts]\nqueue_mib = 1\n").unwrap();
+    let big = format!(
+        r#"{{"event_type": "Custom", "metadata": {{"pad": "{}"}}}}"#,
+        "x".repeat(3 << 19)
+    );
+    let input = format!("{}\n{big}\n{}\n", good(1), good(2));
+    let out = common::run_with_input(
+        hookhost_command()
+            .args(["run", "--plugins", dir.path().to_str().unwrap()])
+            .args(["--config", config.to_str().unwrap()])
+            .env("RUST_LOG", "warn"),
+        &input,
+    );
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("error: stdin line 2: the event is ")
+            && stderr.contains("(queue_mib); line skipped"),
+        "{stderr}"
+    );
+    assert!(
+        stdout.contains("2 events dispatched, 1 malformed lines skipped"),
+        "{stdout}"
+    );
+    assert_eq!(handled_failed(&stdout, "counts"), (2, 0));
+}

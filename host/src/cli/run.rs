@@ -15,7 +15,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use hookhost::printable::escape_controls;
-use hookhost::{Event, Host, PluginSummary, ReloadStats};
+use hookhost::{EmitError, Event, Host, PluginSummary, ReloadStats};
 use tokio::io::BufReader;
 
 use super::lines::{BoundedLines, Line};
@@ -91,11 +91,21 @@ pub async fn run(args: &HostArgs) -> anyhow::Result<ExitCode> {
                 // A send waiting for room in a full queue must not make
                 // Ctrl-C wait too; an event interrupted here is not
                 // counted, though plugins before the full one may have it.
-                tokio::select! {
-                    sent = host.send(event) => sent?,
+                let sent = tokio::select! {
+                    sent = host.send(event) => sent,
                     _ = interrupts.recv() => break true,
+                };
+                match sent {
+                    Ok(()) => accepted.record(&host),
+                    Err(EmitError::ShutDown) => return Err(EmitError::ShutDown.into()),
+                    // The host refuses this event (too large as it counts
+                    // events, or for a plugin's queue): skip it, not the
+                    // rest of the input.
+                    Err(err) => {
+                        eprintln!("error: stdin line {number}: {err}; line skipped");
+                        skipped += 1;
+                    }
                 }
-                accepted.record(&host);
             }
             Err(err) => {
                 let err = err.to_string();
