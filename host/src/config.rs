@@ -14,12 +14,13 @@
 //! ```
 
 use std::collections::BTreeMap;
+use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 
 use crate::capabilities::email::{EmailAccess, MailerSpec};
 use crate::capabilities::http::{HttpAccess, HttpGrant};
@@ -58,6 +59,45 @@ pub const DEFAULT_MAX_EVENT_KIB: u64 = 4096;
 /// Events that may wait in one plugin's queue. Past this, `Host::emit`
 /// refuses the event (nothing is half-delivered) and `Host::send` waits.
 pub const DEFAULT_QUEUE_CAPACITY: usize = 65_536;
+
+/// Allowed `fuel`: at least 1, since 0 fails every event before its first
+/// instruction; at most TOML's largest integer. Wasmtime takes any `u64`
+/// (it refills in slices), and 2^63 instructions is centuries of work, so
+/// the top of the range is "unlimited" in practice: the timeout then stops
+/// a runaway hook.
+pub const FUEL_RANGE: RangeInclusive<u64> = 1..=i64::MAX as u64;
+/// Allowed `timeout_ms`: 1 ms to one hour. The deadline is the start of the
+/// call plus the timeout, which must not overflow; and a hook that needs an
+/// hour per event holds up every event behind it in its queue.
+pub const TIMEOUT_MS_RANGE: RangeInclusive<u64> = 1..=3_600_000;
+/// Allowed `memory_mib`: 1 MiB to 4 GiB. The engine's pooling allocator
+/// (`engine.rs`) leaves `PoolingAllocationConfig::max_memory_size` at its
+/// default, 4 GiB per linear memory on 64-bit hosts, which is also all a
+/// 32-bit wasm memory can address; a larger cap could never be reached.
+pub const MEMORY_MIB_RANGE: RangeInclusive<u64> = 1..=4096;
+/// Allowed `queue_capacity`: at least one event; at most 2^24. Tokio's
+/// bounded channel panics above `usize::MAX >> 3`; well below that, 2^24
+/// events is 256 times the default, and `queue_mib` stops a queue of real
+/// events (a hundred bytes and more) long before it holds that many.
+pub const QUEUE_CAPACITY_RANGE: RangeInclusive<u64> = 1..=(1 << 24);
+/// Allowed `queue_mib`: 1 MiB to 64 GiB of events waiting per plugin; more
+/// than any machine hookhost runs on should give one slow plugin.
+pub const QUEUE_MIB_RANGE: RangeInclusive<u64> = 1..=65_536;
+/// Allowed `batch_size`: 1 to 65,536 events per `handle-batch` call. The
+/// whole batch is copied into the hook's memory in one call: 65,536 events
+/// of a few hundred bytes is tens of MiB, most of the default memory cap.
+pub const BATCH_SIZE_RANGE: RangeInclusive<u64> = 1..=65_536;
+/// Allowed `batch_wait_ms`: 0 (deliver what is queued at once) to one
+/// minute; an alert held longer than that for a batch to fill is late.
+pub const BATCH_WAIT_MS_RANGE: RangeInclusive<u64> = 0..=60_000;
+/// Allowed `max_plugin_mib`: 1 MiB to 1 GiB. The largest hooks (Python and
+/// JavaScript interpreters) are under 20 MiB; a file 50 times that would
+/// take many minutes to compile.
+pub const MAX_PLUGIN_MIB_RANGE: RangeInclusive<u64> = 1..=1024;
+/// Allowed `max_event_kib`: 1 KiB to 64 MiB. An event is parsed into a JSON
+/// tree several times its size and copied into every plugin's memory, so a
+/// 64 MiB event already needs more than the default memory cap.
+pub const MAX_EVENT_KIB_RANGE: RangeInclusive<u64> = 1..=65_536;
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -116,23 +156,32 @@ pub struct EngineConfig {
     /// choice applies (`hookhost` uses `~/.cache/hookhost/components`; the
     /// library caches nowhere unless `HostBuilder::cache_dir` says so).
     pub cache_dir: Option<PathBuf>,
-    /// Largest plugin file loaded, in MiB (`DEFAULT_MAX_PLUGIN_MIB`).
+    /// Largest plugin file loaded, in MiB (`DEFAULT_MAX_PLUGIN_MIB`,
+    /// within [`MAX_PLUGIN_MIB_RANGE`]).
+    #[serde(default, deserialize_with = "ranged::max_plugin_mib")]
     pub max_plugin_mib: Option<u64>,
-    /// Largest event accepted, in KiB of JSON (`DEFAULT_MAX_EVENT_KIB`).
+    /// Largest event accepted, in KiB of JSON (`DEFAULT_MAX_EVENT_KIB`,
+    /// within [`MAX_EVENT_KIB_RANGE`]).
+    #[serde(default, deserialize_with = "ranged::max_event_kib")]
     pub max_event_kib: Option<u64>,
 }
 
 impl EngineConfig {
     /// The largest plugin file loaded, in bytes.
     pub fn max_plugin_bytes(&self) -> u64 {
-        self.max_plugin_mib
-            .unwrap_or(DEFAULT_MAX_PLUGIN_MIB)
-            .saturating_mul(1 << 20)
+        clamp(
+            self.max_plugin_mib.unwrap_or(DEFAULT_MAX_PLUGIN_MIB),
+            &MAX_PLUGIN_MIB_RANGE,
+        )
+        .saturating_mul(1 << 20)
     }
 
     /// The largest event accepted, in bytes of JSON.
     pub fn max_event_bytes(&self) -> usize {
-        let kib = self.max_event_kib.unwrap_or(DEFAULT_MAX_EVENT_KIB);
+        let kib = clamp(
+            self.max_event_kib.unwrap_or(DEFAULT_MAX_EVENT_KIB),
+            &MAX_EVENT_KIB_RANGE,
+        );
         usize::try_from(kib.saturating_mul(1 << 10)).unwrap_or(usize::MAX)
     }
 }
@@ -142,23 +191,36 @@ impl EngineConfig {
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct LimitsConfig {
-    /// Fuel per event (`DEFAULT_FUEL`).
+    /// Fuel per event (`DEFAULT_FUEL`, within [`FUEL_RANGE`]).
+    #[serde(default, deserialize_with = "ranged::fuel")]
     pub fuel: Option<u64>,
-    /// Wall-clock timeout per event in milliseconds (`DEFAULT_TIMEOUT_MS`).
+    /// Wall-clock timeout per event in milliseconds (`DEFAULT_TIMEOUT_MS`,
+    /// within [`TIMEOUT_MS_RANGE`]).
+    #[serde(default, deserialize_with = "ranged::timeout_ms")]
     pub timeout_ms: Option<u64>,
-    /// Memory cap in MiB (`DEFAULT_MEMORY_MIB`).
+    /// Memory cap in MiB (`DEFAULT_MEMORY_MIB`, within
+    /// [`MEMORY_MIB_RANGE`]).
+    #[serde(default, deserialize_with = "ranged::memory_mib")]
     pub memory_mib: Option<u64>,
-    /// Queue capacity in events (`DEFAULT_QUEUE_CAPACITY`).
+    /// Queue capacity in events (`DEFAULT_QUEUE_CAPACITY`, within
+    /// [`QUEUE_CAPACITY_RANGE`]).
+    #[serde(default, deserialize_with = "ranged::queue_capacity")]
     pub queue_capacity: Option<usize>,
-    /// Queue capacity in MiB of events (`DEFAULT_QUEUE_MIB`).
+    /// Queue capacity in MiB of events (`DEFAULT_QUEUE_MIB`, within
+    /// [`QUEUE_MIB_RANGE`]).
+    #[serde(default, deserialize_with = "ranged::queue_mib")]
     pub queue_mib: Option<u64>,
     /// Keep one instance across events (`true`, the default) or give every
     /// event a fresh instance, so no state carries from one to the next.
     pub reuse_instance: Option<bool>,
-    /// Batch hooks only: most events per call (`DEFAULT_BATCH_SIZE`).
+    /// Batch hooks only: most events per call (`DEFAULT_BATCH_SIZE`, within
+    /// [`BATCH_SIZE_RANGE`]).
+    #[serde(default, deserialize_with = "ranged::batch_size")]
     pub batch_size: Option<usize>,
     /// Batch hooks only: how long to wait for a batch to fill before
-    /// delivering what is queued, in milliseconds (`DEFAULT_BATCH_WAIT_MS`).
+    /// delivering what is queued, in milliseconds (`DEFAULT_BATCH_WAIT_MS`,
+    /// within [`BATCH_WAIT_MS_RANGE`]).
+    #[serde(default, deserialize_with = "ranged::batch_wait_ms")]
     pub batch_wait_ms: Option<u64>,
 }
 
@@ -169,20 +231,27 @@ pub struct PluginConfig {
     /// `false` keeps the plugin's file in the folder but does not load it.
     pub enabled: Option<bool>,
     /// Fuel per event.
+    #[serde(default, deserialize_with = "ranged::fuel")]
     pub fuel: Option<u64>,
     /// Wall-clock timeout per event in milliseconds.
+    #[serde(default, deserialize_with = "ranged::timeout_ms")]
     pub timeout_ms: Option<u64>,
     /// Memory cap in MiB.
+    #[serde(default, deserialize_with = "ranged::memory_mib")]
     pub memory_mib: Option<u64>,
     /// Queue capacity in events.
+    #[serde(default, deserialize_with = "ranged::queue_capacity")]
     pub queue_capacity: Option<usize>,
     /// Queue capacity in MiB of events.
+    #[serde(default, deserialize_with = "ranged::queue_mib")]
     pub queue_mib: Option<u64>,
     /// Keep one instance across events, or a fresh one per event.
     pub reuse_instance: Option<bool>,
     /// Batch hooks only: most events per call.
+    #[serde(default, deserialize_with = "ranged::batch_size")]
     pub batch_size: Option<usize>,
     /// Batch hooks only: longest wait for a batch to fill, in milliseconds.
+    #[serde(default, deserialize_with = "ranged::batch_wait_ms")]
     pub batch_wait_ms: Option<u64>,
     /// Databases (`[databases.<name>]`) the plugin may use.
     #[serde(default)]
@@ -263,44 +332,58 @@ impl LimitsConfig {
     /// Fills what `self` leaves out from `fallback`, then from the built-in
     /// defaults.
     fn resolve(&self, fallback: &LimitsConfig) -> Limits {
-        let mib = self
-            .memory_mib
-            .or(fallback.memory_mib)
-            .unwrap_or(DEFAULT_MEMORY_MIB);
+        // Values from a file are checked when it is read; a `Config` built
+        // in code is clamped here, so no value can make the engine or the
+        // queues panic.
+        let pick = |own: Option<u64>, other: Option<u64>, default: u64, range| {
+            clamp(own.or(other).unwrap_or(default), range)
+        };
+        let size = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
+        let as_u64 = |n: Option<usize>| n.map(|n| u64::try_from(n).unwrap_or(u64::MAX));
+        let mib = pick(
+            self.memory_mib,
+            fallback.memory_mib,
+            DEFAULT_MEMORY_MIB,
+            &MEMORY_MIB_RANGE,
+        );
+        let queue_mib = pick(
+            self.queue_mib,
+            fallback.queue_mib,
+            DEFAULT_QUEUE_MIB,
+            &QUEUE_MIB_RANGE,
+        );
         Limits {
-            fuel: self.fuel.or(fallback.fuel).unwrap_or(DEFAULT_FUEL),
-            timeout: Duration::from_millis(
-                self.timeout_ms
-                    .or(fallback.timeout_ms)
-                    .unwrap_or(DEFAULT_TIMEOUT_MS),
-            ),
-            memory_bytes: usize::try_from(mib.saturating_mul(1 << 20)).unwrap_or(usize::MAX),
-            queue_capacity: self
-                .queue_capacity
-                .or(fallback.queue_capacity)
-                .unwrap_or(DEFAULT_QUEUE_CAPACITY)
-                .max(1),
-            queue_bytes: usize::try_from(
-                self.queue_mib
-                    .or(fallback.queue_mib)
-                    .unwrap_or(DEFAULT_QUEUE_MIB)
-                    .saturating_mul(1 << 20),
-            )
-            .unwrap_or(usize::MAX),
+            fuel: pick(self.fuel, fallback.fuel, DEFAULT_FUEL, &FUEL_RANGE),
+            timeout: Duration::from_millis(pick(
+                self.timeout_ms,
+                fallback.timeout_ms,
+                DEFAULT_TIMEOUT_MS,
+                &TIMEOUT_MS_RANGE,
+            )),
+            memory_bytes: size(mib.saturating_mul(1 << 20)),
+            queue_capacity: size(pick(
+                as_u64(self.queue_capacity),
+                as_u64(fallback.queue_capacity),
+                DEFAULT_QUEUE_CAPACITY as u64,
+                &QUEUE_CAPACITY_RANGE,
+            )),
+            queue_bytes: size(queue_mib.saturating_mul(1 << 20)),
             reuse_instance: self
                 .reuse_instance
                 .or(fallback.reuse_instance)
                 .unwrap_or(true),
-            batch_size: self
-                .batch_size
-                .or(fallback.batch_size)
-                .unwrap_or(DEFAULT_BATCH_SIZE)
-                .max(1),
-            batch_wait: Duration::from_millis(
-                self.batch_wait_ms
-                    .or(fallback.batch_wait_ms)
-                    .unwrap_or(DEFAULT_BATCH_WAIT_MS),
-            ),
+            batch_size: size(pick(
+                as_u64(self.batch_size),
+                as_u64(fallback.batch_size),
+                DEFAULT_BATCH_SIZE as u64,
+                &BATCH_SIZE_RANGE,
+            )),
+            batch_wait: Duration::from_millis(pick(
+                self.batch_wait_ms,
+                fallback.batch_wait_ms,
+                DEFAULT_BATCH_WAIT_MS,
+                &BATCH_WAIT_MS_RANGE,
+            )),
         }
     }
 }
@@ -332,7 +415,8 @@ pub enum ConfigError {
         #[source]
         source: std::io::Error,
     },
-    /// The file is not valid TOML or has unknown or mistyped keys.
+    /// The file is not valid TOML, has unknown or mistyped keys, or a
+    /// number outside its allowed range.
     #[error("{path}:{line}:{column}: {message}")]
     Invalid {
         /// The file.
@@ -356,10 +440,13 @@ pub enum ConfigError {
     },
     /// A `[databases.<name>]` or `[mailers.<name>]` section is incomplete
     /// or wrong, or a plugin is granted one that is not defined.
-    #[error("{path}: [{section}]: {reason}")]
+    #[error("{path}{}: [{section}]: {reason}", line_suffix(.line))]
     Section {
         /// The file.
         path: PathBuf,
+        /// 1-based line of the key at fault, when the reason names a key of
+        /// the section.
+        line: Option<usize>,
         /// The section, `databases.events` or `plugins.sql`.
         section: String,
         /// What is wrong.
@@ -425,21 +512,29 @@ impl Config {
         let base_dir = path.parent().unwrap_or(Path::new("."));
         let section_error = |section: String, reason: String| ConfigError::Section {
             path: path.to_owned(),
+            line: None,
             section,
             reason,
         };
+        let key_error = |kind: &str, name: &str, reason: String| ConfigError::Section {
+            path: path.to_owned(),
+            line: key_line(text, kind, name, &reason),
+            section: format!("{kind}.{name}"),
+            reason,
+        };
         for (name, table) in &config.databases.0 {
-            let section = format!("databases.{name}");
             let spec = resolve_section(table)
-                .and_then(|settings| DatabaseSpec::parse(settings, base_dir))
-                .map_err(|reason| section_error(section, reason))?;
+                .and_then(|settings| {
+                    check_max_connections(&settings)?;
+                    DatabaseSpec::parse(settings, base_dir)
+                })
+                .map_err(|reason| key_error("databases", name, reason))?;
             config.database_specs.insert(name.clone(), spec);
         }
         for (name, table) in &config.mailers.0 {
-            let section = format!("mailers.{name}");
             let spec = resolve_section(table)
                 .and_then(MailerSpec::parse)
-                .map_err(|reason| section_error(section, reason))?;
+                .map_err(|reason| key_error("mailers", name, reason))?;
             config.mailer_specs.insert(name.clone(), spec);
         }
         for (plugin, section) in &config.plugins {
@@ -554,11 +649,172 @@ fn resolve_section(table: &toml::Table) -> Result<Settings, String> {
     Ok(settings)
 }
 
+/// Allowed `max_connections` of a `[databases.<name>]` section. sqlx
+/// panics on a pool of 0 connections and allocates a slot per connection
+/// up front (so 2^32 of them exhausts memory); PostgreSQL and MariaDB allow
+/// 100 and 151 connections per server by default, so more than 1024 from
+/// one pool is a mistake, never a need.
+pub const MAX_CONNECTIONS_RANGE: RangeInclusive<u64> = 1..=1024;
+
+/// Refuses a `max_connections` the pool could not be built with, before
+/// the section is read by [`DatabaseSpec::parse`].
+fn check_max_connections(settings: &Settings) -> Result<(), String> {
+    let Some(text) = settings.text("max_connections") else {
+        return Ok(());
+    };
+    let (min, max) = (MAX_CONNECTIONS_RANGE.start(), MAX_CONNECTIONS_RANGE.end());
+    match text.parse::<i128>() {
+        Ok(n) if u64::try_from(n).is_ok_and(|n| MAX_CONNECTIONS_RANGE.contains(&n)) => Ok(()),
+        Ok(n) => Err(format!(
+            "max_connections = {n} is out of range: {min} to {max} connections"
+        )),
+        // Not echoed: it may have come from the environment.
+        Err(_) => Err(format!(
+            "max_connections must be a whole number from {min} to {max}"
+        )),
+    }
+}
+
+/// `:<line>` after the file name, when the line is known.
+fn line_suffix(line: &Option<usize>) -> String {
+    line.map(|line| format!(":{line}")).unwrap_or_default()
+}
+
+/// The line of the key a `[kind.name]` section's error `reason` is about:
+/// the key the reason starts with (`port `x` is not a port number`), or
+/// the one it calls unknown. The sections are read again, this time with
+/// the position of each value; this runs only when there is an error.
+fn key_line(text: &str, kind: &str, name: &str, reason: &str) -> Option<usize> {
+    #[derive(Deserialize)]
+    struct Positions {
+        #[serde(default)]
+        databases: BTreeMap<String, BTreeMap<String, toml::Spanned<toml::Value>>>,
+        #[serde(default)]
+        mailers: BTreeMap<String, BTreeMap<String, toml::Spanned<toml::Value>>>,
+    }
+    let positions: Positions = toml::from_str(text).ok()?;
+    let section = match kind {
+        "databases" => positions.databases.get(name)?,
+        _ => positions.mailers.get(name)?,
+    };
+    let key = match reason.strip_prefix("unknown key `") {
+        Some(rest) => rest.split('`').next()?,
+        None => reason.split([' ', ':', '`']).next()?,
+    };
+    let value = section.get(key)?;
+    Some(line_and_column(text, value.span().start).0)
+}
+
+/// `value` moved into `range` (for values that did not come from a file).
+fn clamp(value: u64, range: &RangeInclusive<u64>) -> u64 {
+    value.clamp(*range.start(), *range.end())
+}
+
+/// Readers for the numeric keys, used with `deserialize_with` so that a
+/// value out of range is an error of the TOML reader itself, which names
+/// the value's own line and column: `timeout_ms = 0 is out of range: 1 to
+/// 3600000 ms`.
+mod ranged {
+    use std::fmt;
+    use std::ops::RangeInclusive;
+
+    use serde::de::{self, Unexpected, Visitor};
+
+    use super::*;
+
+    /// One numeric key: its name, allowed range and unit.
+    struct Key {
+        name: &'static str,
+        range: RangeInclusive<u64>,
+        unit: &'static str,
+    }
+
+    impl Key {
+        fn out_of_range<E: de::Error>(&self, value: impl fmt::Display) -> E {
+            E::custom(format_args!(
+                "{} = {value} is out of range: {} to {}{}",
+                self.name,
+                self.range.start(),
+                self.range.end(),
+                self.unit
+            ))
+        }
+    }
+
+    impl<'de> Visitor<'de> for &Key {
+        type Value = u64;
+
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            write!(
+                f,
+                "{} as a whole number from {} to {}{}",
+                self.name,
+                self.range.start(),
+                self.range.end(),
+                self.unit
+            )
+        }
+
+        fn visit_u64<E: de::Error>(self, value: u64) -> Result<u64, E> {
+            if self.range.contains(&value) {
+                Ok(value)
+            } else {
+                Err(self.out_of_range(value))
+            }
+        }
+
+        fn visit_i64<E: de::Error>(self, value: i64) -> Result<u64, E> {
+            match u64::try_from(value) {
+                Ok(value) => self.visit_u64(value),
+                Err(_) => Err(self.out_of_range(value)),
+            }
+        }
+
+        fn visit_str<E: de::Error>(self, _: &str) -> Result<u64, E> {
+            // Not `Unexpected::Str`: that would quote a string of any size
+            // back into the error.
+            Err(E::invalid_type(Unexpected::Other("a string"), &self))
+        }
+    }
+
+    fn read<'de, D: Deserializer<'de>>(d: D, key: &Key) -> Result<u64, D::Error> {
+        d.deserialize_any(key)
+    }
+
+    macro_rules! keys {
+        ($($name:ident: $ty:ty, $range:expr, $unit:expr;)*) => {$(
+            pub(super) fn $name<'de, D: Deserializer<'de>>(d: D) -> Result<Option<$ty>, D::Error> {
+                let key = Key { name: stringify!($name), range: $range, unit: $unit };
+                let value = read(d, &key)?;
+                <$ty>::try_from(value).map(Some).map_err(|_| key.out_of_range(value))
+            }
+        )*};
+    }
+
+    keys! {
+        fuel: u64, FUEL_RANGE, "";
+        timeout_ms: u64, TIMEOUT_MS_RANGE, " ms";
+        memory_mib: u64, MEMORY_MIB_RANGE, " MiB";
+        queue_capacity: usize, QUEUE_CAPACITY_RANGE, " events";
+        queue_mib: u64, QUEUE_MIB_RANGE, " MiB";
+        batch_size: usize, BATCH_SIZE_RANGE, " events";
+        batch_wait_ms: u64, BATCH_WAIT_MS_RANGE, " ms";
+        max_plugin_mib: u64, MAX_PLUGIN_MIB_RANGE, " MiB";
+        max_event_kib: u64, MAX_EVENT_KIB_RANGE, " KiB";
+    }
+}
+
 /// 1-based line and column of byte `offset` in `text`.
 fn line_and_column(text: &str, offset: usize) -> (usize, usize) {
-    let before = &text[..offset.min(text.len())];
-    let line = before.matches('\n').count() + 1;
-    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    // Bytes, not `&text[..offset]`: an offset inside a character must not
+    // panic.
+    let before = &text.as_bytes()[..offset.min(text.len())];
+    let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
+    let start = before
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(0, |i| i + 1);
+    let column = String::from_utf8_lossy(&before[start..]).chars().count() + 1;
     (line, column)
 }
 

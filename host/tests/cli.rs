@@ -194,3 +194,133 @@ fn a_missing_environment_variable_names_the_hook_and_key() {
         "{stderr}"
     );
 }
+
+#[test]
+fn run_reads_a_last_line_without_a_newline() {
+    let dir = common::plugins_dir(&["counts"]);
+    let input = [
+        r#"{"event_type": "ProfilingStarted", "metadata": {"table": "t", "seq": 1}}"#,
+        r#"{"event_type": "ProfilingStarted", "metadata": {"table": "t", "seq": 2}}"#,
+    ]
+    .join("\n");
+    assert!(!input.ends_with('\n'));
+    let out = hookhost(&["run", "--plugins", dir.path().to_str().unwrap()], &input);
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stdout.contains("2 events dispatched, 0 malformed lines skipped"),
+        "{stdout}"
+    );
+    let counts = stdout.lines().find(|l| l.starts_with("counts")).unwrap();
+    assert_eq!(
+        counts.split_whitespace().nth(1),
+        Some("2"),
+        "both handled: {stdout}"
+    );
+}
+
+/// Sends SIGINT to `pid`.
+fn interrupt(pid: u32) {
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &pid.to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success());
+}
+
+#[test]
+fn a_second_ctrl_c_stops_at_once_and_says_what_was_left() {
+    use std::io::{BufRead, BufReader, Write};
+    use std::process::Stdio;
+    use std::sync::mpsc;
+    use std::time::{Duration, Instant};
+
+    // Each event takes the slow plugin its whole 1 s timeout.
+    let dir = common::plugins_dir(&["slow"]);
+    let config = dir.path().join("hookhost.toml");
+    std::fs::write(
+        &config,
+        "[plugins.slow]\ntimeout_ms = 1000\nfuel = 9_000_000_000_000_000_000\n",
+    )
+    .unwrap();
+    let mut child = command()
+        .args(["run", "--plugins", dir.path().to_str().unwrap()])
+        .args(["--config", config.to_str().unwrap()])
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    for seq in 0..6 {
+        writeln!(
+            stdin,
+            r#"{{"event_type": "ProfilingStarted", "metadata": {{"table": "t", "seq": {seq}}}}}"#
+        )
+        .unwrap();
+    }
+    stdin.flush().unwrap();
+    // stdin stays open: only Ctrl-C ends the reading.
+    let (lines, stderr_lines) = mpsc::channel::<String>();
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    std::thread::spawn(move || {
+        for line in stderr.lines().map_while(Result::ok) {
+            let _ = lines.send(line);
+        }
+    });
+    let mut seen = Vec::new();
+    let mut wait_for = |what: &str| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match stderr_lines.recv_timeout(left) {
+                Ok(line) => {
+                    let found = line.contains(what);
+                    seen.push(line);
+                    if found {
+                        return;
+                    }
+                }
+                Err(_) => panic!("no stderr line with {what:?}: {seen:#?}"),
+            }
+        }
+    };
+    // The first event has started (and, with 1 s each, the others wait).
+    wait_for("loaded");
+    std::thread::sleep(Duration::from_millis(500));
+    interrupt(child.id());
+    wait_for("interrupted: finishing the 6 events accepted so far");
+    interrupt(child.id());
+    let second = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            second.elapsed() < Duration::from_secs(10),
+            "still running 10 s after the second Ctrl-C"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let took = second.elapsed();
+    wait_for("interrupted again: stopping now");
+    wait_for("accepted events not yet counted as handled or failed");
+    let report = seen.last().unwrap().clone();
+    assert_eq!(status.code(), Some(130), "{seen:#?}");
+    assert!(
+        took < Duration::from_secs(2),
+        "exited {took:?} after the second Ctrl-C"
+    );
+    // `slow: N of 6 accepted events not yet counted ...`: at most the first
+    // event or two can have been done in the ~0.5 s before the first
+    // Ctrl-C and the moment of the second.
+    let left: u64 = report
+        .strip_prefix("slow: ")
+        .and_then(|rest| {
+            rest.strip_suffix(" of 6 accepted events not yet counted as handled or failed")
+        })
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{report:?}"));
+    assert!((4..=6).contains(&left), "{report}");
+}

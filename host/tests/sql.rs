@@ -480,6 +480,6 @@ fn a_grant_of_an_undefined_database_is_a_config_error() {
     .unwrap_err();
     assert_eq!(
         err.to_string(),
-        "hookhost.toml: [databases.events]: url scheme `oracle` is not one of sqlite:, postgres:, mysql:"
+        "hookhost.toml:2: [databases.events]: url scheme `oracle` is not one of sqlite:, postgres:, mysql:"
     );
 }

@@ -9,8 +9,17 @@ use super::report::outcome_line;
 use super::HostArgs;
 
 /// Sends one event and prints one line per plugin. Fails (exit 1) when any
-/// plugin failed.
+/// plugin failed, or when the event is larger than the event size limit
+/// (`[engine] max_event_kib`), which `hookhost run` applies to each line.
 pub async fn emit(args: &HostArgs, json: &str) -> anyhow::Result<ExitCode> {
+    let config = args.load_config()?;
+    let (max, limit) = args.event_limit(&config);
+    if json.len() > max {
+        anyhow::bail!(
+            "the event argument is {} bytes, more than the event size limit of {max} bytes ({limit})",
+            json.len()
+        );
+    }
     let event = Event::from_json(json).context("the event argument is not a valid event")?;
     let host = args.build_host(false).await?;
     let report = host.emit_with_report(event)?.wait().await;

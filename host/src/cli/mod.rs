@@ -3,6 +3,7 @@
 mod builtin;
 mod check;
 mod emit;
+mod lines;
 mod report;
 mod run;
 
@@ -12,7 +13,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use hookhost::Host;
+use hookhost::{Config, Host};
 
 /// Run event hooks as sandboxed WebAssembly components.
 #[derive(Parser)]
@@ -58,6 +59,31 @@ struct HostArgs {
 }
 
 impl HostArgs {
+    /// The config file's contents (the built-in defaults without one).
+    fn load_config(&self) -> anyhow::Result<Config> {
+        Ok(match &self.config {
+            Some(path) => Config::from_file(path)?,
+            None => Config::default(),
+        })
+    }
+
+    /// The largest event accepted, in bytes, and where that limit is set,
+    /// for error messages.
+    fn event_limit(&self, config: &Config) -> (usize, String) {
+        let max = config.engine.max_event_bytes();
+        let kib = max >> 10;
+        let place = match &self.config {
+            Some(path) => format!(
+                "[engine] max_event_kib = {kib} in {}",
+                hookhost::printable::path(path)
+            ),
+            None => {
+                format!("[engine] max_event_kib = {kib}, the default; set it in a --config file")
+            }
+        };
+        (max, place)
+    }
+
     /// Builds the host, reporting plugins that failed to load. With `watch`,
     /// changes to the plugins folder are applied while it runs.
     async fn build_host(&self, watch: bool) -> anyhow::Result<Host> {
