@@ -45,5 +45,6 @@ pub async fn run(args: &HostArgs) -> anyhow::Result<ExitCode> {
     let summaries = host.shutdown().await;
     println!("{accepted} events dispatched, {skipped} malformed lines skipped");
     print!("{}", summary_table(&summaries));
+    super::builtin::report_database(args).await;
     Ok(ExitCode::SUCCESS)
 }
