@@ -42,22 +42,22 @@ hookhost_sdk::export_hook!(Slack);
 
 /// The webhook payload for `event`, or `None` when it sends no message.
 fn message(event: &Event) -> Result<Option<Value>, HookError> {
-    let metadata = Metadata::of(event);
     let (text, color, fields, kind) = match &event.kind {
         EventKind::DataDriftDetected(drift) if switch("alert_on_drift")? => {
             let min = config::get_or("min_severity", "low");
             if rank(&drift.drift_severity) < rank(&min) {
                 return Ok(None);
             }
+            let metadata = Metadata::of(event);
             let (text, color, fields) = drift_message(drift, &metadata, &event.timestamp);
             (text, color, fields, "Drift Detection")
         }
         EventKind::SchemaChangeDetected(_) if switch("alert_on_schema_change")? => {
-            let (text, color, fields) = schema_message(&metadata, &event.timestamp);
+            let (text, color, fields) = schema_message(&Metadata::of(event), &event.timestamp);
             (text, color, fields, "Schema Detection")
         }
         EventKind::ProfilingFailed(_) if switch("alert_on_profiling_failure")? => {
-            let (text, color, fields) = failure_message(&metadata, &event.timestamp);
+            let (text, color, fields) = failure_message(&Metadata::of(event), &event.timestamp);
             (text, color, fields, "Profiling")
         }
         _ => return Ok(None),
