@@ -97,6 +97,7 @@ impl HostArgs {
         match &self.plugins {
             Some(dir) => builder = builder.plugins_dir(dir).watch(watch),
             None => {
+                builder = builder.config(builtin::config(self.config.as_deref())?);
                 for (name, bytes) in builtin::PLUGINS {
                     builder = builder.plugin_bytes(*name, *bytes);
                 }

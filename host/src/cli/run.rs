@@ -126,6 +126,7 @@ pub async fn run(args: &HostArgs) -> anyhow::Result<ExitCode> {
         accepted.total
     );
     print!("{}", summary_table(&summaries));
+    super::builtin::report_database(args).await;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -35,13 +35,17 @@ pub fn plugins_dir(fixtures: &[&str]) -> tempfile::TempDir {
     dir
 }
 
-/// The `hookhost` command, caching compiled components in a folder that
-/// lives as long as the test process (the test's own, not the user's cache).
+/// The `hookhost` command, caching compiled components (and keeping the
+/// built-in `sql` hook's SQLite file) in a folder that lives as long as the
+/// test process (the test's own, not the user's).
 pub fn hookhost_command() -> Command {
     static CACHE: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
     let cache = CACHE.get_or_init(|| tempfile::tempdir().expect("temporary folder"));
     let mut command = Command::new(env!("CARGO_BIN_EXE_hookhost"));
     command.env("XDG_CACHE_HOME", cache.path());
+    // Without `--plugins` the built-in `sql` hook writes under the data
+    // folder; keep that in the test's folder too.
+    command.env("XDG_DATA_HOME", cache.path());
     command
 }
 

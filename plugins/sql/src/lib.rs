@@ -2,8 +2,11 @@
 //! with the columns of the Python profilers' events table (`event_id`,
 //! `event_type`, `run_id`, `table_name`, `column_name`, `metric_name`,
 //! `baseline_value`, `current_value`, `change_percent`, `drift_severity`,
-//! `timestamp`, `metadata`, `created_at`), so existing queries and
-//! dashboards keep working.
+//! `timestamp`, `metadata`, `created_at`), filled event type by event type
+//! as the Python hook fills them (see `rows`), so existing queries and
+//! dashboards keep working. A table it creates also has a `severity`
+//! column; a table that lacks one (such as the Python hook's own) is
+//! written without it.
 //!
 //! A batch hook: each batch the host delivers is written in one
 //! transaction. Rows are inserted with "on conflict do nothing", so
@@ -19,13 +22,21 @@ mod rows;
 use std::sync::Mutex;
 
 use hookhost_sdk::sql::{self, Dialect, SqlError, Statement};
-use hookhost_sdk::{config, BatchHook, Event, HookError};
+use hookhost_sdk::{config, log, BatchHook, Event, HookError};
 
-use rows::{Row, COLUMNS};
+use rows::{Row, SEVERITY, SHARED_COLUMNS};
 
 /// Rows per multi-row `INSERT`; the rest of a batch goes in one row at a
 /// time, so each connection caches just two statements.
 const ROWS_PER_INSERT: usize = 100;
+
+/// Tries at the first statement on a SQLite file, which opens the first
+/// connection: on a loaded machine, creating a new file can miss the host's
+/// 2 s wait for a connection once, and a local file is never "down". Three
+/// tries stay well inside the default 10 s per-event timeout. A server
+/// database gets one try, so an unreachable one fails (retryably) at once
+/// rather than running into the timeout.
+const SQLITE_CONNECT_ATTEMPTS: u32 = 3;
 
 /// Where events go, once the table is known to exist.
 #[derive(Clone)]
@@ -33,6 +44,9 @@ struct Target {
     database: String,
     table: String,
     dialect: Dialect,
+    /// The columns written: the shared ones, and `severity` when the table
+    /// has it.
+    columns: Vec<&'static str>,
 }
 
 /// Set once the table has been created in this instance.
@@ -46,7 +60,10 @@ impl BatchHook for SqlHook {
             Ok(target) => target,
             Err(err) => return vec![Err(err); events.len()],
         };
-        let rows: Vec<Row> = events.iter().map(Row::of).collect();
+        let rows: Vec<Row> = events
+            .iter()
+            .map(|event| Row::of(event, target.dialect))
+            .collect();
         match sql::transaction(&target.database, &target.inserts(&rows)) {
             Ok(_) => vec![Ok(()); events.len()],
             // The database refused something: find out which events.
@@ -83,15 +100,37 @@ fn target() -> Result<Target, HookError> {
         )));
     }
     let dialect = sql::dialect(&database)?;
-    let target = Target {
+    let mut target = Target {
         database,
         table,
         dialect,
+        columns: SHARED_COLUMNS.to_vec(),
     };
-    sql::execute(
-        &target.database,
-        &sql::statement(target.create_table(), Vec::new()),
-    )?;
+    let create = sql::statement(target.create_table(), Vec::new());
+    let attempts = match target.dialect {
+        Dialect::Sqlite => SQLITE_CONNECT_ATTEMPTS,
+        Dialect::Postgres | Dialect::Mysql => 1,
+    };
+    let mut attempt = 1;
+    while let Err(err) = sql::execute(&target.database, &create) {
+        match err {
+            SqlError::Connection(_) | SqlError::Timeout if attempt < attempts => {
+                attempt += 1;
+            }
+            err => return Err(err.into()),
+        }
+    }
+    // A table that was there before (the Python hook's, or one made by an
+    // older hookhost) may lack `severity`; its rows get the shared columns.
+    let probe = format!("SELECT {SEVERITY} FROM {} WHERE 1 = 0", target.table);
+    match sql::query(&target.database, &sql::statement(probe, Vec::new())) {
+        Ok(_) => target.columns.push(SEVERITY),
+        Err(SqlError::Statement(_)) => log::info(&format!(
+            "table {} has no `{SEVERITY}` column; writing the shared columns only",
+            target.table
+        )),
+        Err(err) => return Err(err.into()),
+    }
     *cached = Some(target.clone());
     Ok(target)
 }
@@ -137,7 +176,7 @@ impl Target {
              table_name {text}, column_name {text}, metric_name {text}, \
              baseline_value {float}, current_value {float}, change_percent {float}, \
              drift_severity {text}, timestamp {time} NOT NULL, metadata {long_text}, \
-             created_at {time} NOT NULL DEFAULT {now})",
+             created_at {time} NOT NULL DEFAULT {now}, severity {text})",
             table = self.table
         )
     }
@@ -156,10 +195,11 @@ impl Target {
 
     /// One `INSERT` of `rows` that skips rows whose `event_id` is there.
     fn insert(&self, rows: &[Row]) -> Statement {
-        let mut params = Vec::with_capacity(rows.len() * COLUMNS.len());
+        let mut params = Vec::with_capacity(rows.len() * self.columns.len());
         let mut values = Vec::with_capacity(rows.len());
         for row in rows {
-            let placeholders: Vec<String> = COLUMNS
+            let placeholders: Vec<String> = self
+                .columns
                 .iter()
                 .map(|column| {
                     let placeholder = match self.dialect {
@@ -185,7 +225,7 @@ impl Target {
             format!(
                 "INSERT INTO {} ({}) VALUES {} {on_conflict}",
                 self.table,
-                COLUMNS.join(", "),
+                self.columns.join(", "),
                 values.join(", ")
             ),
             params,

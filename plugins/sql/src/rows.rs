@@ -1,10 +1,21 @@
 //! One event as a row of the events table.
+//!
+//! The Python profilers' SQL hook fills every shared column from the
+//! event's metadata (`metadata.get("table")`, `metadata.get("drift_severity")`,
+//! ...), whatever the event type, so each event type fills exactly the
+//! columns its metadata has keys for: `drift_severity` only drift events
+//! (their `drift_severity`), `baseline_value` only drift events, anomalies
+//! `metric_name` and `current_value` (their detector's `current_value`) but
+//! not `baseline_value`, and so on. This module does the same. hookhost adds
+//! one column of its own, `severity`, that the Python table lacks.
 
-use hookhost_sdk::sql::Value;
-use hookhost_sdk::{Event, EventKind, MetricValue};
+use hookhost_sdk::sql::{Dialect, Value};
+use hookhost_sdk::Event;
+use serde_json::{Map, Value as Json};
 
-/// The columns written, in order (`created_at` takes its default).
-pub const COLUMNS: [&str; 12] = [
+/// The columns both hookhost and the Python hook write, in order
+/// (`created_at` takes its default).
+pub const SHARED_COLUMNS: [&str; 12] = [
     "event_id",
     "event_type",
     "run_id",
@@ -19,6 +30,9 @@ pub const COLUMNS: [&str; 12] = [
     "metadata",
 ];
 
+/// The column only hookhost writes: the event's severity, normalised.
+pub const SEVERITY: &str = "severity";
+
 /// The values of one row.
 pub struct Row {
     event_id: String,
@@ -27,80 +41,47 @@ pub struct Row {
     table_name: Option<String>,
     column_name: Option<String>,
     metric_name: Option<String>,
-    baseline_value: Option<f64>,
-    current_value: Option<f64>,
-    change_percent: Option<f64>,
+    baseline_value: Value,
+    current_value: Value,
+    change_percent: Value,
     drift_severity: Option<String>,
     timestamp: String,
     metadata: String,
+    severity: Option<String>,
 }
 
 impl Row {
-    /// The row for `event`: the typed fields where the kind has them, the
-    /// metadata's `run_id`, `table` and `column` otherwise.
-    pub fn of(event: &Event) -> Row {
-        let metadata: serde_json::Value =
-            serde_json::from_str(&event.metadata).unwrap_or(serde_json::Value::Null);
-        let meta = |key: &str| {
+    /// The row for `event` in a `dialect` database, the shared columns read
+    /// from its metadata as the Python hook reads them.
+    pub fn of(event: &Event, dialect: Dialect) -> Row {
+        let metadata = match serde_json::from_str(&event.metadata) {
+            Ok(Json::Object(map)) => map,
+            _ => Map::new(),
+        };
+        let text = |key: &str| metadata.get(key).and_then(text);
+        let number = |key: &str| {
             metadata
                 .get(key)
-                .and_then(|v| v.as_str())
-                .map(str::to_owned)
+                .map_or(Value::Null, |v| number(v, dialect))
         };
-        let text = |s: &str| (!s.is_empty()).then(|| s.to_owned());
-        // NaN and infinities stay in `metadata`: MySQL has no column for them.
-        let number = |v: &Option<MetricValue>| {
-            v.as_ref()
-                .and_then(MetricValue::as_number)
-                .filter(|x| x.is_finite())
-        };
-        let mut row = Row {
+        Row {
             event_id: event.id.clone(),
             event_type: event.event_type.clone(),
-            run_id: meta("run_id"),
-            table_name: event.kind.table().and_then(text).or_else(|| meta("table")),
-            column_name: meta("column"),
-            metric_name: None,
-            baseline_value: None,
-            current_value: None,
-            change_percent: None,
-            drift_severity: None,
+            run_id: text("run_id"),
+            table_name: text("table"),
+            column_name: text("column"),
+            metric_name: text("metric"),
+            baseline_value: number("baseline_value"),
+            current_value: number("current_value"),
+            change_percent: number("change_percent"),
+            drift_severity: text("drift_severity"),
             timestamp: sql_timestamp(&event.timestamp),
             metadata: event.metadata.clone(),
-        };
-        match &event.kind {
-            EventKind::ProfilingStarted(e) => row.run_id = text(&e.run_id),
-            EventKind::ProfilingCompleted(e) => row.run_id = text(&e.run_id),
-            EventKind::ProfilingFailed(e) => row.run_id = text(&e.run_id),
-            EventKind::DataDriftDetected(drift) => {
-                row.column_name = text(&drift.column);
-                row.metric_name = text(&drift.metric);
-                row.baseline_value = number(&drift.baseline_value);
-                row.current_value = number(&drift.current_value);
-                row.change_percent = drift.change_percent.filter(|x| x.is_finite());
-                row.drift_severity = text(&drift.drift_severity);
-            }
-            EventKind::SchemaChangeDetected(change) => {
-                row.column_name = change.column.clone();
-                row.drift_severity = change.change_severity.clone();
-            }
-            EventKind::AnomalyDetected(anomaly) => {
-                row.column_name = text(&anomaly.column);
-                row.metric_name = text(&anomaly.metric);
-                row.baseline_value = number(&anomaly.expected_value);
-                row.current_value = number(&anomaly.actual_value);
-                row.drift_severity = text(&anomaly.severity);
-            }
-            EventKind::ValidationFailed(failure) => {
-                row.column_name = failure.column.clone();
-                row.drift_severity = text(&failure.severity);
-            }
-            _ => {}
+            severity: event.severity.map(|s| s.as_str().to_owned()),
         }
-        row
     }
 
-    /// The value of `column` (one of [`COLUMNS`]).
+    /// The value of `column` (one of [`SHARED_COLUMNS`] or [`SEVERITY`]).
     pub fn value(&self, column: &str) -> Value {
         match column {
             "event_id" => Value::Text(self.event_id.clone()),
@@ -109,14 +90,57 @@ impl Row {
             "table_name" => self.table_name.clone().into(),
             "column_name" => self.column_name.clone().into(),
             "metric_name" => self.metric_name.clone().into(),
-            "baseline_value" => self.baseline_value.into(),
-            "current_value" => self.current_value.into(),
-            "change_percent" => self.change_percent.into(),
+            "baseline_value" => self.baseline_value.clone(),
+            "current_value" => self.current_value.clone(),
+            "change_percent" => self.change_percent.clone(),
             "drift_severity" => self.drift_severity.clone().into(),
             "timestamp" => Value::Text(self.timestamp.clone()),
             "metadata" => Value::Text(self.metadata.clone()),
+            "severity" => self.severity.clone().into(),
             other => unreachable!("no column {other}"),
         }
+    }
+}
+
+/// A text column's value: a string as is (empty included, as Python binds
+/// it), a number as its digits (what SQLite stores for a Python number in a
+/// text column); `null` and anything else (objects, arrays, booleans) are
+/// left empty, the value staying in `metadata`.
+fn text(value: &Json) -> Option<String> {
+    match value {
+        Json::String(text) => Some(text.clone()),
+        Json::Number(number) => Some(number.to_string()),
+        _ => None,
+    }
+}
+
+/// A float column's value: a finite number. Text is bound as text on
+/// SQLite, whose REAL affinity stores it as the Python hook's row has it (a
+/// number when it reads as one, `US` as `US`); elsewhere a number when it
+/// reads as one, else empty (where the Python hook's insert would fail).
+/// NaN and the infinities (also as the strings `NaN`, `Infinity`,
+/// `-Infinity`, which is how the host reads Python's bare ones) are left
+/// empty, as SQLite stores a NaN as NULL and MySQL has no value for them;
+/// everything stays in `metadata`.
+fn number(value: &Json, dialect: Dialect) -> Value {
+    let finite = |x: f64| {
+        if x.is_finite() {
+            Value::Float(x)
+        } else {
+            Value::Null
+        }
+    };
+    match value {
+        Json::Number(number) => number.as_f64().map_or(Value::Null, finite),
+        Json::String(text) if matches!(text.as_str(), "NaN" | "Infinity" | "-Infinity") => {
+            Value::Null
+        }
+        Json::String(text) => match (text.trim().parse::<f64>(), dialect) {
+            (_, Dialect::Sqlite) => Value::Text(text.clone()),
+            (Ok(x), _) => finite(x),
+            (Err(_), _) => Value::Null,
+        },
+        _ => Value::Null,
     }
 }
 
