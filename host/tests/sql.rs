@@ -123,7 +123,9 @@ fn expected(run: &str) -> Vec<Value> {
             null,
             null,
             null,
-            "low",
+            // Like the profilers' own hook: drift_severity is for drift
+            // events; the schema change's severity is in `severity`.
+            null,
             "2025-01-15 10:31:00"
         ]),
         json!([
