@@ -415,32 +415,10 @@ async fn control_characters_in_file_names_cannot_forge_output_lines() {
     );
 }
 
-/// A small seeded generator (xorshift64*): the same mutations on every run,
-/// without a dependency.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    /// A number in `0..n` (`n` > 0).
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
-    fn bytes(&mut self, n: usize) -> Vec<u8> {
-        (0..n).map(|_| self.next() as u8).collect()
-    }
-}
-
 /// Mutants of the valid components `seeds`: bit flips, truncations,
 /// insertions, overwritten runs, splices of two components, and random
 /// bytes with and without a component header.
-fn mutants(rng: &mut Rng, seeds: &[Vec<u8>], count: usize) -> Vec<Vec<u8>> {
+fn mutants(rng: &mut common::Rng, seeds: &[Vec<u8>], count: usize) -> Vec<Vec<u8>> {
     const COMPONENT_HEADER: &[u8] = b"\0asm\x0d\0\x01\0";
     (0..count)
         .map(|_| {
@@ -499,7 +477,7 @@ async fn any_bytes_as_a_plugin_file_load_or_are_refused_naming_the_file() {
         .iter()
         .map(|name| std::fs::read(common::fixture(name)).unwrap())
         .collect();
-    let mut rng = Rng(0x5eed_f11e_5eed_f11e);
+    let mut rng = common::Rng(0x5eed_f11e_5eed_f11e);
     let plugins = tempfile::tempdir().unwrap();
     let mut files: Vec<PathBuf> = Vec::new();
     for (n, bytes) in mutants(&mut rng, &seeds, MUTANTS).iter().enumerate() {

@@ -344,26 +344,13 @@ fn a_bad_database_or_mailer_key_is_named_with_its_line() {
     );
 }
 
-/// A small deterministic generator (xorshift64*), so that a failure names
-/// a value that can be tried again.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-}
-
 /// `Config::parse` returns (a config or an error naming the file) for any
 /// value of any numeric key, in every section that has it; a config it
 /// accepts can be queried. Inside a runtime, as in the host: a database
 /// section builds a lazy connection pool, which needs one.
 #[tokio::test]
 async fn no_value_of_a_numeric_key_makes_config_parse_panic() {
-    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let mut rng = common::Rng(0x9e37_79b9_7f4a_7c15);
     let mut values: Vec<String> = [
         "0",
         "1",

@@ -154,3 +154,27 @@ pub fn variant(component: &[u8], name: &str, padding: usize) -> Vec<u8> {
 pub fn version_of(bytes: &[u8]) -> String {
     hookhost::cache::content_hash(bytes)
 }
+
+/// A small seeded generator (xorshift64*): the same values on every run, so
+/// a failure names an input that can be tried again, without a dependency.
+pub struct Rng(pub u64);
+
+impl Rng {
+    /// The next value.
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    /// A number in `0..n` (`n` > 0).
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+
+    /// `n` random bytes.
+    pub fn bytes(&mut self, n: usize) -> Vec<u8> {
+        (0..n).map(|_| self.next() as u8).collect()
+    }
+}
