@@ -3,6 +3,7 @@
 
 use std::collections::hash_map::{Entry, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, RwLock};
 
 use smallvec::SmallVec;
@@ -16,7 +17,7 @@ use crate::engine::{EngineError, Runtime};
 use crate::outcome::{Failure, FailureClass, Outcome};
 use crate::plugin::{self, LoadError};
 use crate::printable;
-use crate::registry::{PluginSummary, Registry, ReloadStats, Route};
+use crate::registry::{PluginSummary, Registry, ReloadStats, Route, Unfinished};
 use crate::watch::Watcher;
 use crate::worker::Job;
 
@@ -447,6 +448,7 @@ impl Host {
                 reply: None,
                 queued,
             });
+            route.accepted.fetch_add(1, Ordering::Relaxed);
         }
         Ok(())
     }
@@ -508,8 +510,15 @@ impl Host {
                 reply,
                 queued,
             });
+            route.accepted.fetch_add(1, Ordering::Relaxed);
         }
         Ok(report)
+    }
+
+    /// For each running plugin, how many of the events queued for it it has
+    /// not handled or failed yet.
+    pub fn unfinished(&self) -> Vec<Unfinished> {
+        self.shared.registry.unfinished()
     }
 
     /// Each live plugin's version and counts so far.

@@ -51,4 +51,4 @@ pub use cache::CacheStats;
 pub use config::{Config, Limits};
 pub use host::{EmitError, Host, HostBuilder, PendingReport, Report};
 pub use outcome::{Failure, FailureClass, Outcome, PluginStats};
-pub use registry::{PluginSummary, ReloadStats};
+pub use registry::{PluginSummary, ReloadStats, Unfinished};

@@ -36,6 +36,8 @@ pub(crate) struct Route {
     pub(crate) http_denied: Arc<AtomicU64>,
     /// Its output limit, across reconfigurations.
     pub(crate) output_limit: Arc<LogLimit>,
+    /// Events queued for its worker so far.
+    pub(crate) accepted: Arc<AtomicU64>,
 }
 
 /// Every plugin's route, sorted by name.
@@ -49,6 +51,7 @@ struct WorkerRecord {
     stats: Arc<Mutex<PluginStats>>,
     http_denied: Arc<AtomicU64>,
     output_limit: Arc<LogLimit>,
+    accepted: Arc<AtomicU64>,
     task: JoinHandle<()>,
 }
 
@@ -68,6 +71,19 @@ pub struct PluginSummary {
     /// Lines of its output (log calls, stdout, stderr) dropped because it
     /// wrote more than its output limit.
     pub output_dropped: u64,
+}
+
+/// Events a plugin has been given and not finished yet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unfinished {
+    /// The plugin's name.
+    pub plugin: String,
+    /// Events queued for it since it was loaded.
+    pub accepted: u64,
+    /// Of those, the ones it has not handled or failed yet. Its counts are
+    /// updated after each run of events its worker takes off the queue at
+    /// once, so an event finished within the current run still counts here.
+    pub unfinished: u64,
 }
 
 /// Counts of what hot reload did.
@@ -147,6 +163,7 @@ impl Registry {
             version: plugin.hash.clone(),
             http_denied: http_denied.clone(),
             output_limit: output_limit.clone(),
+            accepted: Arc::new(AtomicU64::new(0)),
         });
         let worker = Worker {
             grants: config.grants_for(
@@ -169,6 +186,7 @@ impl Registry {
             stats,
             http_denied,
             output_limit,
+            accepted: route.accepted.clone(),
             task: tokio::spawn(worker.run(receiver)),
         };
         if let Ok(mut workers) = self.workers.lock() {
@@ -285,6 +303,36 @@ impl Registry {
             .collect();
         summaries.sort_by(|a, b| a.name.cmp(&b.name));
         summaries
+    }
+
+    /// For each plugin, the events queued for it that it has not handled
+    /// or failed yet, by the counts of every worker still running under its
+    /// name (one being unloaded included).
+    pub(crate) fn unfinished(&self) -> Vec<Unfinished> {
+        let Ok(workers) = self.workers.lock() else {
+            return Vec::new();
+        };
+        let mut unfinished: Vec<Unfinished> = Vec::new();
+        for worker in workers.iter().filter(|w| !w.task.is_finished()) {
+            let accepted = worker.accepted.load(Ordering::Relaxed);
+            let done = worker.stats.lock().map(|s| s.total()).unwrap_or(accepted);
+            let plugin = worker.name.to_string();
+            let entry = match unfinished.iter_mut().find(|u| u.plugin == plugin) {
+                Some(entry) => entry,
+                None => {
+                    unfinished.push(Unfinished {
+                        plugin,
+                        accepted: 0,
+                        unfinished: 0,
+                    });
+                    unfinished.last_mut().expect("just pushed")
+                }
+            };
+            entry.accepted += accepted;
+            entry.unfinished += accepted.saturating_sub(done);
+        }
+        unfinished.sort_by(|a, b| a.plugin.cmp(&b.plugin));
+        unfinished
     }
 
     /// Closes every queue, waits for every worker to finish what it holds,

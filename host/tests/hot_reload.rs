@@ -259,6 +259,44 @@ async fn a_removed_plugin_finishes_its_queue_then_unloads() {
     assert_eq!(handled("counts"), 101);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unfinished_counts_follow_each_worker_through_unload_and_reload() {
+    let plugins = common::plugins_dir(&["counts", "noop"]);
+    let cache = tempfile::tempdir().unwrap();
+    let host = watching(plugins.path(), cache.path()).await;
+    for seq in 1..=50 {
+        host.emit(common::event(seq)).unwrap();
+    }
+    let noop = plugins.path().join("noop.wasm");
+    let bytes = std::fs::read(&noop).unwrap();
+    std::fs::remove_file(&noop).unwrap();
+    common::eventually("the unload", || host.plugin_names() == ["counts"]).await;
+    std::fs::write(&noop, &bytes).unwrap();
+    common::eventually("the reload", || host.plugin_names() == ["counts", "noop"]).await;
+    for seq in 51..=60 {
+        host.emit(common::event(seq)).unwrap();
+    }
+    // The new noop worker counts only what it was given: nothing is left
+    // over from the one unloaded before it.
+    common::eventually("every event finished", || {
+        host.unfinished()
+            .iter()
+            .all(|plugin| plugin.unfinished == 0)
+    })
+    .await;
+    let unfinished = host.unfinished();
+    let accepted = |name: &str| {
+        unfinished
+            .iter()
+            .find(|u| u.plugin == name)
+            .unwrap()
+            .accepted
+    };
+    assert_eq!(accepted("counts"), 60);
+    assert_eq!(accepted("noop"), 10);
+    host.shutdown().await;
+}
+
 #[tokio::test]
 async fn config_edits_apply_while_running_and_a_broken_one_is_rejected() {
     let plugins = common::plugins_dir(&["infinite-loop", "noop"]);

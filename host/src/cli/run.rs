@@ -9,13 +9,12 @@
 //! second one exits at once (code 130), saying how many accepted events
 //! each plugin had not handled yet.
 
-use std::collections::BTreeMap;
 use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use hookhost::printable::escape_controls;
-use hookhost::{EmitError, Event, Host, PluginSummary, ReloadStats};
+use hookhost::{EmitError, Event, Host, PluginSummary, Unfinished};
 use tokio::io::BufReader;
 
 use super::lines::{BoundedLines, Line};
@@ -46,7 +45,7 @@ pub async fn run(args: &HostArgs) -> anyhow::Result<ExitCode> {
     let mut interrupts = Interrupts::new()?;
     let stdin = BufReader::with_capacity(READ_BUFFER, tokio::io::stdin());
     let mut lines = BoundedLines::new(stdin, max_event);
-    let mut accepted = Accepted::default();
+    let mut accepted = 0u64;
     let mut skipped = 0u64;
     let interrupted = loop {
         let next = tokio::select! {
@@ -96,7 +95,7 @@ pub async fn run(args: &HostArgs) -> anyhow::Result<ExitCode> {
                     _ = interrupts.recv() => break true,
                 };
                 match sent {
-                    Ok(()) => accepted.record(&host),
+                    Ok(()) => accepted += 1,
                     Err(EmitError::ShutDown) => return Err(EmitError::ShutDown.into()),
                     // The host refuses this event (too large as it counts
                     // events, or for a plugin's queue): skip it, not the
@@ -118,13 +117,10 @@ pub async fn run(args: &HostArgs) -> anyhow::Result<ExitCode> {
         }
     };
     if interrupted {
-        announce_finishing(accepted.total);
+        announce_finishing(accepted);
     }
-    let summaries = finish(host, &accepted, &mut interrupts, interrupted).await;
-    println!(
-        "{} events dispatched, {skipped} malformed lines skipped",
-        accepted.total
-    );
+    let summaries = finish(host, accepted, &mut interrupts, interrupted).await;
+    println!("{accepted} events dispatched, {skipped} malformed lines skipped");
     print!("{}", summary_table(&summaries));
     super::builtin::report_database(args).await;
     Ok(ExitCode::SUCCESS)
@@ -136,26 +132,26 @@ pub async fn run(args: &HostArgs) -> anyhow::Result<ExitCode> {
 /// that the next one will.
 async fn finish(
     host: Host,
-    accepted: &Accepted,
+    accepted: u64,
     interrupts: &mut Interrupts,
     mut interrupted: bool,
 ) -> Vec<PluginSummary> {
     // `Host::shutdown` takes the host, and with it the counts a second
-    // Ctrl-C has to report; so wait for the queues to empty first, reading
-    // the counts, and shut down once nothing is left.
-    let mut left = accepted.left(&host.summaries());
-    while left.iter().any(|(_, left, _)| *left > 0) {
+    // Ctrl-C has to report; so wait for the plugins to finish first,
+    // reading the counts, and shut down once nothing is left.
+    let mut left = host.unfinished();
+    while left.iter().any(|plugin| plugin.unfinished > 0) {
         tokio::select! {
             _ = tokio::time::sleep(DRAIN_POLL) => {}
             _ = interrupts.recv() => {
                 if interrupted {
-                    stop_now(&accepted.left(&host.summaries()));
+                    stop_now(&host.unfinished());
                 }
                 interrupted = true;
-                announce_finishing(accepted.total);
+                announce_finishing(accepted);
             }
         }
-        left = accepted.left(&host.summaries());
+        left = host.unfinished();
     }
     // What remains is quick (closing queues; a batch hook's last batch is
     // already counted above), but a second Ctrl-C still stops it.
@@ -169,7 +165,7 @@ async fn finish(
                     stop_now(&left);
                 }
                 interrupted = true;
-                announce_finishing(accepted.total);
+                announce_finishing(accepted);
             }
         }
     }
@@ -183,63 +179,22 @@ fn announce_finishing(accepted: u64) {
 }
 
 /// Says what each plugin had not handled yet and exits with code 130,
-/// without waiting for anything. The counts are the plugins' own
-/// (`Host::summaries`), which a worker updates after each run of events it
-/// takes from its queue at once, so an event finished within the current
-/// run still shows as left.
-fn stop_now(left: &[(String, u64, u64)]) -> ! {
+/// without waiting for anything.
+fn stop_now(left: &[Unfinished]) -> ! {
     let mut stderr = std::io::stderr().lock();
     let _ = writeln!(stderr, "interrupted again: stopping now");
-    for (plugin, left, accepted) in left {
+    for plugin in left {
         let _ = writeln!(
             stderr,
-            "{}: {left} of {accepted} accepted events not yet counted as handled or failed",
-            escape_controls(plugin)
+            "{}: {} of {} accepted events not yet counted as handled or failed",
+            escape_controls(&plugin.plugin),
+            plugin.unfinished,
+            plugin.accepted
         );
     }
     let _ = stderr.flush();
     let _ = std::io::stdout().flush();
     std::process::exit(EXIT_INTERRUPTED)
-}
-
-/// Events accepted, in all and per plugin. Plugins can come and go while
-/// `run` reads (hot reload), so each event is counted for the plugins live
-/// when it was sent, which is what `Host::send` delivers to.
-#[derive(Default)]
-struct Accepted {
-    total: u64,
-    per_plugin: BTreeMap<String, u64>,
-    /// The live plugins' names, re-read when hot reload has done something.
-    live: Vec<String>,
-    seen: Option<ReloadStats>,
-}
-
-impl Accepted {
-    /// Counts one event sent to every live plugin.
-    fn record(&mut self, host: &Host) {
-        let stats = host.reload_stats();
-        if self.seen != Some(stats) {
-            self.live = host.plugin_names();
-            self.seen = Some(stats);
-        }
-        self.total += 1;
-        for name in &self.live {
-            *self.per_plugin.entry(name.clone()).or_default() += 1;
-        }
-    }
-
-    /// For each live plugin: its name, the events it accepted but has not
-    /// handled or failed yet, and the events it accepted.
-    fn left(&self, summaries: &[PluginSummary]) -> Vec<(String, u64, u64)> {
-        summaries
-            .iter()
-            .map(|summary| {
-                let accepted = self.per_plugin.get(&summary.name).copied().unwrap_or(0);
-                let left = accepted.saturating_sub(summary.stats.total());
-                (summary.name.clone(), left, accepted)
-            })
-            .collect()
-    }
 }
 
 /// SIGINT (Ctrl-C), as a stream: a signal that arrives between two waits
