@@ -260,7 +260,10 @@ mod tests {
         let mut charge = budget.charge(300, "output").unwrap();
         assert_eq!(budget.available(), 100);
         let err = charge.grow(200, "output").unwrap_err();
-        assert!(err.to_string().contains("200 more bytes of output"), "{err}");
+        assert!(
+            err.to_string().contains("200 more bytes of output"),
+            "{err}"
+        );
         assert!(budget.grow_linear(600, 800).is_err(), "host bytes count");
         charge.shrink(300);
         budget.grow_linear(600, 800).unwrap();
