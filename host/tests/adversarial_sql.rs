@@ -2,8 +2,8 @@
 //! `sql-client` fixture (`sql-a`) while another copy (`sql-b`) shares the
 //! database and must keep working: session state and open transactions
 //! left behind, slow statements hammered, statements that run past the
-//! deadline, SQLite statements that reach past the granted file, and
-//! results larger than the plugin's memory.
+//! deadline, SQLite statements that reach past the granted file or past
+//! its size limits, and results larger than the plugin's memory.
 //!
 //! PostgreSQL and MariaDB are found as in `sql.rs`
 //! (`HOOKHOST_TEST_POSTGRES_URL`, `HOOKHOST_TEST_MYSQL_URL`).
@@ -739,6 +739,28 @@ async fn sqlite_writable_schema_is_refused() {
 async fn sqlite_temp_store_directory_is_refused() {
     let refused = sqlite_refuses("PRAGMA temp_store_directory = '{dir}/x'").await;
     assert_eq!(refused, "statement: not authorized");
+}
+
+#[tokio::test]
+async fn sqlite_fts3_tokenizer_is_refused() {
+    let refused = sqlite_refuses("SELECT fts3_tokenizer('simple')").await;
+    assert_eq!(
+        refused,
+        "statement: not authorized to use function: fts3_tokenizer"
+    );
+}
+
+#[tokio::test]
+async fn sqlite_a_value_past_16_mib_is_refused() {
+    let refused = sqlite_refuses("SELECT length(zeroblob(16 * 1024 * 1024 + 1))").await;
+    assert_eq!(refused, "statement: string or blob too big");
+}
+
+#[tokio::test]
+async fn sqlite_a_statement_past_1_mib_is_refused() {
+    let long = format!("SELECT 1 /* {} */", "x".repeat(1 << 20));
+    let refused = sqlite_refuses(&long).await;
+    assert_eq!(refused, "statement: statement too long");
 }
 
 // ---------------------------------------------------------------------

@@ -200,3 +200,39 @@ unsafe extern "C" fn authorize(
         ffi::SQLITE_DENY
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::str::FromStr;
+
+    use sqlx::sqlite::SqliteConnectOptions;
+    use sqlx::ConnectOptions as _;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn the_settings_and_limits_are_on_the_connection() {
+        let mut conn = SqliteConnectOptions::from_str("sqlite::memory:")
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        install(&mut conn).await.unwrap();
+        let mut locked = conn.lock_handle().await.unwrap();
+        let db = locked.as_raw_handle().as_ptr();
+        // A negative value reads a setting or limit without changing it.
+        let setting = |op: c_int| {
+            let mut value: c_int = -1;
+            let code = unsafe { ffi::sqlite3_db_config(db, op, -1 as c_int, &mut value) };
+            assert_eq!(code, ffi::SQLITE_OK);
+            value
+        };
+        assert_eq!(setting(ffi::SQLITE_DBCONFIG_ENABLE_LOAD_EXTENSION), 0);
+        assert_eq!(setting(ffi::SQLITE_DBCONFIG_DEFENSIVE), 1);
+        assert_eq!(setting(ffi::SQLITE_DBCONFIG_TRUSTED_SCHEMA), 0);
+        let limit = |id: c_int| unsafe { ffi::sqlite3_limit(db, id, -1) };
+        assert_eq!(limit(ffi::SQLITE_LIMIT_ATTACHED), 0);
+        assert_eq!(limit(ffi::SQLITE_LIMIT_LENGTH), MAX_VALUE_BYTES);
+        assert_eq!(limit(ffi::SQLITE_LIMIT_SQL_LENGTH), MAX_SQL_BYTES);
+    }
+}
