@@ -13,6 +13,7 @@
 //! work blocks the threads that dispatch events.
 
 mod pool;
+mod rows;
 mod sqlite_guard;
 mod values;
 
@@ -29,7 +30,8 @@ use sqlx::postgres::PgConnectOptions;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode};
 use sqlx::ConnectOptions as _;
 
-use self::pool::{Options, PluginPool, QueryError, ACQUIRE_TIMEOUT};
+use self::pool::{Options, PluginPool, ACQUIRE_TIMEOUT};
+use self::rows::QueryError;
 use crate::bindings::hookhost::hooks::sql::{Dialect, Rows, SqlError, Statement};
 use crate::settings::Settings;
 use crate::state::PluginState;

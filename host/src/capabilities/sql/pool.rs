@@ -27,11 +27,12 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
 use sqlx::{ConnectOptions as _, Connection as _, Executor as _};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use super::rows::{Collected, QueryError};
 use super::sqlite_guard::{self, RawHandle};
 use super::values;
 use super::{capped, sql_error, Databases};
-use crate::bindings::hookhost::hooks::sql::{Rows, SqlError, Statement, Value};
-use crate::state::{HostCharge, MemoryBudget, MemoryCapExceeded};
+use crate::bindings::hookhost::hooks::sql::{Rows, SqlError, Statement};
+use crate::state::MemoryBudget;
 
 /// How long a call waits for a connection: to open one, or for one of the
 /// plugin's own to come free. A database that is down fails calls this
@@ -43,11 +44,9 @@ pub(super) const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Loopback takes milliseconds; a slow network, some hundreds.
 const CANCEL_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// What the host names the rows it holds while collecting a query's result.
-const ROWS: &str = "SQL result rows";
-
-/// How to open a connection to one database.
-#[derive(Clone, Debug)]
+/// How to open a connection to one database. (No `Debug`: the options
+/// hold the password.)
+#[derive(Clone)]
 pub(super) enum Options {
     Sqlite(SqliteConnectOptions),
     Postgres(PgConnectOptions),
@@ -101,7 +100,7 @@ macro_rules! per_backend {
 }
 
 /// How a call left its connection.
-enum End {
+pub(super) enum End {
     /// The statement finished (or the database refused it): the
     /// connection is reset and reused.
     Finished,
@@ -110,14 +109,6 @@ enum End {
     /// The call stopped while the statement may still run: it is
     /// cancelled and the connection closed.
     CutOff,
-}
-
-/// Why a query stopped.
-pub(super) enum QueryError {
-    /// An error the plugin receives.
-    Sql(SqlError),
-    /// The rows would take the plugin past its memory cap.
-    Memory(MemoryCapExceeded),
 }
 
 /// One plugin's connections to one database.
@@ -455,8 +446,9 @@ async fn rolled_back<DB: sqlx::Database>(
 
 /// Stops whatever `conn` still runs and closes it. SQLite is interrupted at
 /// once; a server is sent a cancel from a second connection in the
-/// background, holding the connection's permit until it is done so a plugin
-/// cannot pile up connections by timing out.
+/// background. The connection keeps its permit until it is closed (or
+/// [`CANCEL_TIMEOUT`] passes), so a plugin cannot pile up connections by
+/// timing out.
 fn cut_off(conn: Conn, pool: &PluginPool) {
     let Conn {
         raw,
@@ -466,10 +458,13 @@ fn cut_off(conn: Conn, pool: &PluginPool) {
     match (raw, handle) {
         (Raw::Sqlite(raw), Handle::Sqlite(handle)) => {
             handle.interrupt();
-            // Its worker thread closes the file once the interrupted
-            // statement returns.
-            drop(raw);
-            drop(permit);
+            // The close waits for the interrupted statement to return (a
+            // statement waiting for a lock may take up to the busy
+            // timeout), holding the permit meanwhile.
+            pool.databases.close_later(async move {
+                let _ = tokio::time::timeout(CANCEL_TIMEOUT, raw.close()).await;
+                drop(permit);
+            });
         }
         (Raw::Postgres(raw), Handle::Postgres(pid)) => {
             let Options::Postgres(options) = pool.options.clone() else {
@@ -531,57 +526,5 @@ fn ending(err: Option<&sqlx::Error>) -> End {
             | sqlx::Error::WorkerCrashed,
         ) => End::Broken,
         Some(_) => End::CutOff,
-    }
-}
-
-/// The rows of a query collected so far, charged to the plugin's memory.
-struct Collected {
-    columns: Option<Vec<String>>,
-    rows: Vec<Vec<Value>>,
-    charge: HostCharge,
-}
-
-impl Collected {
-    fn new(memory: &MemoryBudget) -> Result<Self, MemoryCapExceeded> {
-        Ok(Collected {
-            columns: None,
-            rows: Vec::new(),
-            charge: memory.charge(0, ROWS)?,
-        })
-    }
-
-    /// Adds one row; the column names come with the first.
-    fn add(
-        &mut self,
-        columns: impl FnOnce() -> Vec<String>,
-        row: Result<Vec<Value>, String>,
-    ) -> Result<(), QueryError> {
-        if self.columns.is_none() {
-            let names = columns();
-            let bytes = names.iter().map(String::len).sum::<usize>()
-                + std::mem::size_of_val(names.as_slice());
-            self.charge.grow(bytes, ROWS).map_err(QueryError::Memory)?;
-            self.columns = Some(names);
-        }
-        let row = row.map_err(|why| QueryError::Sql(SqlError::Statement(capped(why))))?;
-        self.charge
-            .grow(values::row_bytes(&row), ROWS)
-            .map_err(QueryError::Memory)?;
-        self.rows.push(row);
-        Ok(())
-    }
-
-    /// The result, and how the query left the connection.
-    fn finish(self, outcome: Result<(), (QueryError, End)>) -> (Result<Rows, QueryError>, End) {
-        match outcome {
-            Ok(()) => (
-                Ok(Rows {
-                    columns: self.columns.unwrap_or_default(),
-                    rows: self.rows,
-                }),
-                End::Finished,
-            ),
-            Err((err, end)) => (Err(err), end),
-        }
     }
 }
