@@ -383,6 +383,54 @@ async fn mariadb_session_variables_and_open_transactions_do_not_reach_another_pl
     assert_eq!(v, 11, "A's update was committed on its own, then B's");
 }
 
+#[tokio::test]
+async fn mariadb_table_locks_do_not_outlive_the_call() {
+    let _shared = EXCLUSIVE.read().await;
+    let admin = mariadb().await;
+    let table = unique("hookhost_lock");
+    sqlx::query(&format!("CREATE TABLE {table} (v INT) ENGINE=InnoDB"))
+        .execute(&admin)
+        .await
+        .unwrap();
+    sqlx::query(&format!("INSERT INTO {table} VALUES (0)"))
+        .execute(&admin)
+        .await
+        .unwrap();
+    let section = format!("url = \"{}\"", mysql_url());
+    let (host, _plugins) = two_clients(&section, "").await;
+    // A session's table lock would keep every other session out of the
+    // table for as long as the connection lives.
+    assert_eq!(
+        answer(
+            &host,
+            "a",
+            json!({"calls": [{"execute": format!("LOCK TABLES {table} WRITE")}]})
+        )
+        .await,
+        "ok(0)"
+    );
+    let started = Instant::now();
+    assert_eq!(
+        answer(
+            &host,
+            "b",
+            json!({"execute": [format!("UPDATE {table} SET v = v + 10")]})
+        )
+        .await,
+        "ok"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    host.shutdown().await;
+    sqlx::query(&format!("DROP TABLE {table}"))
+        .execute(&admin)
+        .await
+        .unwrap();
+}
+
 // ---------------------------------------------------------------------
 // A plugin hammering slow statements does not starve another.
 // ---------------------------------------------------------------------

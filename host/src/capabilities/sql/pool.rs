@@ -5,7 +5,8 @@
 //! state (a `SET`, a temporary table, an open transaction) ever passes from
 //! one plugin to another, and no plugin can take the connections another
 //! needs. A call leases a connection; when it ends normally, a transaction
-//! it left open is rolled back before the connection serves another call.
+//! it left open is rolled back (and MySQL table locks released) before the
+//! connection serves another call.
 //! When it is cut off (its plugin's deadline passed, or the worker dropped
 //! the call), the statement still running is stopped from outside the
 //! connection (`sqlite3_interrupt`, `pg_cancel_backend`, `KILL QUERY`) and
@@ -406,8 +407,9 @@ impl Drop for Lease {
     }
 }
 
-/// Rolls back a transaction the call left open. Whether the connection can
-/// serve another call: `false` when its state cannot be known.
+/// Rolls back a transaction the call left open (and on MySQL releases
+/// table locks). Whether the connection can serve another call: `false`
+/// when its state cannot be known.
 async fn reset(raw: &mut Raw) -> bool {
     match raw {
         Raw::Sqlite(conn) => {
@@ -426,8 +428,14 @@ async fn reset(raw: &mut Raw) -> bool {
         Raw::Postgres(conn) => {
             !conn.is_in_transaction() && rolled_back(conn.begin_with("SELECT 1").await).await
         }
+        // Table locks (`LOCK TABLES`, `FLUSH TABLES WITH READ LOCK`) live
+        // with the session, outside any transaction, and would keep every
+        // other session out; released after the rollback, since releasing
+        // them commits a transaction still open.
         Raw::MySql(conn) => {
-            !conn.is_in_transaction() && rolled_back(conn.begin_with("DO 0").await).await
+            !conn.is_in_transaction()
+                && rolled_back(conn.begin_with("DO 0").await).await
+                && conn.execute("UNLOCK TABLES").await.is_ok()
         }
     }
 }
