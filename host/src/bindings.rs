@@ -5,6 +5,8 @@
 //! cancel a call while it waits in a host call; `log` and `config` are
 //! synchronous because they never do I/O on the caller's behalf; `http`,
 //! `sql` and `email` are async so that they wait without holding a thread.
+//! `sql.query` is also trappable: a result that would take the plugin past
+//! its memory cap stops the call as out of memory.
 
 wasmtime::component::bindgen!({
     world: "hook",
@@ -13,7 +15,7 @@ wasmtime::component::bindgen!({
         "hookhost:hooks/http.send": async,
         "hookhost:hooks/sql.dialect-of": async,
         "hookhost:hooks/sql.execute": async,
-        "hookhost:hooks/sql.query": async,
+        "hookhost:hooks/sql.query": async | trappable,
         "hookhost:hooks/sql.transaction": async,
         "hookhost:hooks/email.send": async,
     },

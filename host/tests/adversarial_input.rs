@@ -335,7 +335,8 @@ fn a_bad_database_or_mailer_key_is_named_with_its_line() {
         parse("[databases.events]\nurl = \"sqlite://x.db\"\nmax_connections = 0\n").unwrap_err();
     assert_eq!(
         err,
-        "test.toml:3: [databases.events]: max_connections = 0 is out of range: 1 to 1024 connections"
+        "test.toml:3: [databases.events]: max_connections `0` is not a whole number from 1 to 100 \
+         (connections per plugin)"
     );
     let err = parse("[mailers.alerts]\nhost = \"x\"\nfrom = \"a@b.c\"\nprot = 25\n").unwrap_err();
     assert!(

@@ -1,8 +1,9 @@
 //! The SQL capability and the built-in `sql` hook against a SQLite file
 //! and the real PostgreSQL and MariaDB servers on 127.0.0.1: rows compared
 //! field by field with the events sent, re-delivery without duplicates,
-//! the flush on shutdown, grants, typed values, transactions and
-//! connection failures.
+//! the flush on shutdown, grants, typed values, transactions, connection
+//! failures, and a plugin's connections closing when its grant goes. The
+//! attacks on the capability are in `adversarial_sql.rs`.
 //!
 //! The servers are found through `HOOKHOST_TEST_POSTGRES_URL` (default
 //! `postgres://postgres@127.0.0.1:5432/test`) and `HOOKHOST_TEST_MYSQL_URL`
@@ -484,4 +485,96 @@ fn a_grant_of_an_undefined_database_is_a_config_error() {
         err.to_string(),
         "hookhost.toml:2: [databases.events]: url scheme `oracle` is not one of sqlite:, postgres:, mysql:"
     );
+}
+
+#[test]
+fn max_connections_outside_its_range_is_a_config_error() {
+    for bad in ["0", "101", "\"many\""] {
+        let err = hookhost::Config::parse(
+            &format!("[databases.events]\nurl = \"sqlite://e.db\"\nmax_connections = {bad}\n"),
+            std::path::Path::new("hookhost.toml"),
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "hookhost.toml:3: [databases.events]: max_connections `{}` is not a whole number \
+                 from 1 to 100 (connections per plugin)",
+                bad.trim_matches('"')
+            )
+        );
+    }
+    hookhost::Config::parse(
+        "[databases.events]\nurl = \"sqlite://e.db\"\nmax_connections = 100\n",
+        std::path::Path::new("hookhost.toml"),
+    )
+    .unwrap();
+}
+
+#[tokio::test]
+async fn a_plugins_connections_close_when_its_grant_is_removed() {
+    let (url, admin) = connect!(
+        sqlx::PgPool,
+        postgres_url(),
+        "PostgreSQL",
+        "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start",
+        "HOOKHOST_TEST_POSTGRES_URL"
+    );
+    let tag = unique_table("grant");
+    let separator = if url.contains('?') { '&' } else { '?' };
+    let section = format!("[databases.main]\nurl = \"{url}{separator}application_name={tag}\"\n");
+    let plugins = common::plugins_dir(&["sql-client"]);
+    let folder = tempfile::tempdir().unwrap();
+    let config = folder.path().join("hookhost.toml");
+    std::fs::write(
+        &config,
+        format!("{section}[plugins.sql-client]\ndatabases = [\"main\"]\n"),
+    )
+    .unwrap();
+    let host = Host::builder()
+        .plugins_dir(plugins.path())
+        .config_file(&config)
+        .unwrap()
+        .watch(true)
+        .build()
+        .await
+        .unwrap();
+    let query = || {
+        let json = json!({"event_type": "sql",
+                          "metadata": {"database": "main", "query": "SELECT 1 AS one"}});
+        Event::from_json(&json.to_string()).unwrap()
+    };
+    let answer = |report: hookhost::Report| report.outcomes[0].1.result.clone().unwrap_err();
+    let report = host.emit_with_report(query()).unwrap().wait().await;
+    assert_eq!(answer(report).message, "rows [one] [[integer(1)]]");
+    let open = || async {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1",
+        )
+        .bind(&tag)
+        .fetch_one(&admin)
+        .await
+        .unwrap()
+    };
+    assert_eq!(open().await, 1, "one connection serves the plugin's calls");
+
+    std::fs::write(&config, format!("{section}[plugins.sql-client]\n")).unwrap();
+    common::eventually("the new config", || {
+        host.reload_stats().configs_applied == 1
+    })
+    .await;
+    // The worker takes the new grants before its next event.
+    let report = host.emit_with_report(query()).unwrap().wait().await;
+    assert!(answer(report)
+        .message
+        .starts_with("denied: database `main` is not granted to plugin sql-client"),);
+    let started = std::time::Instant::now();
+    while open().await > 0 {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(2),
+            "the plugin's connection is still open"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    host.shutdown().await;
 }

@@ -14,7 +14,6 @@
 //! ```
 
 use std::collections::BTreeMap;
-use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
@@ -333,10 +332,7 @@ impl Config {
         };
         for (name, table) in &config.databases.0 {
             let spec = resolve_section(table)
-                .and_then(|settings| {
-                    check_max_connections(&settings)?;
-                    DatabaseSpec::parse(settings, base_dir)
-                })
+                .and_then(|settings| DatabaseSpec::parse(settings, base_dir))
                 .map_err(|reason| key_error("databases", name, reason))?;
             config.database_specs.insert(name.clone(), spec);
         }
@@ -456,32 +452,6 @@ fn resolve_section(table: &toml::Table) -> Result<Settings, String> {
         .map_err(|(key, reason)| format!("{key}: {reason}"))?;
     settings.mark_secret("password");
     Ok(settings)
-}
-
-/// Allowed `max_connections` of a `[databases.<name>]` section. sqlx
-/// panics on a pool of 0 connections and allocates a slot per connection
-/// up front (so 2^32 of them exhausts memory); PostgreSQL and MariaDB allow
-/// 100 and 151 connections per server by default, so more than 1024 from
-/// one pool is a mistake, never a need.
-pub const MAX_CONNECTIONS_RANGE: RangeInclusive<u64> = 1..=1024;
-
-/// Refuses a `max_connections` the pool could not be built with, before
-/// the section is read by [`DatabaseSpec::parse`].
-fn check_max_connections(settings: &Settings) -> Result<(), String> {
-    let Some(text) = settings.text("max_connections") else {
-        return Ok(());
-    };
-    let (min, max) = (MAX_CONNECTIONS_RANGE.start(), MAX_CONNECTIONS_RANGE.end());
-    match text.parse::<i128>() {
-        Ok(n) if u64::try_from(n).is_ok_and(|n| MAX_CONNECTIONS_RANGE.contains(&n)) => Ok(()),
-        Ok(n) => Err(format!(
-            "max_connections = {n} is out of range: {min} to {max} connections"
-        )),
-        // Not echoed: it may have come from the environment.
-        Err(_) => Err(format!(
-            "max_connections must be a whole number from {min} to {max}"
-        )),
-    }
 }
 
 /// `:<line>` after the file name, when the line is known.
