@@ -1,7 +1,8 @@
 //! Text from outside the host (file names, plugin names, event ids, what a
 //! plugin logs or prints) made safe to print: control characters are
 //! written as escapes, so a newline or an ANSI escape in a file name or a
-//! log message cannot forge a log line or a summary row.
+//! log message cannot forge a log line or a summary row; and cut to a
+//! length without splitting a character.
 
 use std::borrow::Cow;
 use std::fmt::Write as _;
@@ -23,6 +24,18 @@ pub fn escape_controls(text: &str) -> Cow<'_, str> {
         }
     }
     Cow::Owned(escaped)
+}
+
+/// `text` cut to at most `max` bytes without splitting a character.
+pub fn truncate(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
 }
 
 /// A path as [`escape_controls`] prints it (lossy for non-UTF-8 names).

@@ -19,6 +19,8 @@ use std::fmt;
 
 use serde_json::Value;
 
+use crate::printable::truncate;
+
 /// What a secret value is replaced with in logs and errors.
 pub const REDACTED: &str = "<secret>";
 
@@ -98,6 +100,22 @@ impl Settings {
             }
         }
         text
+    }
+
+    /// At most `max` bytes of `text` with its secrets masked, and whether
+    /// any of it was cut. Only the start of `text` that can reach the
+    /// result is scanned (`max` plus the longest secret), so masking a huge
+    /// line costs no more than a short one; a secret that straddles the
+    /// cut is masked whole, not cut into halves too short to recognise.
+    pub(crate) fn redact_prefix<'a>(&self, text: &'a str, max: usize) -> (Cow<'a, str>, bool) {
+        let scanned = truncate(text, max.saturating_add(self.longest_secret()));
+        let masked = self.redact(scanned);
+        let cut = scanned.len() < text.len() || masked.len() > max;
+        let kept = match masked {
+            Cow::Borrowed(masked) => Cow::Borrowed(truncate(masked, max)),
+            Cow::Owned(masked) => Cow::Owned(truncate(&masked, max).to_owned()),
+        };
+        (kept, cut)
     }
 
     /// The secret parts [`Settings::redact`] masks.

@@ -5,7 +5,6 @@
 //! event" follows from the loop: after any failure other than a returned
 //! error, the store is dropped and the next event gets a fresh instance.
 
-use std::borrow::Cow;
 use std::future::{poll_fn, Future};
 use std::pin::pin;
 use std::sync::{Arc, Mutex};
@@ -18,7 +17,6 @@ use wasmtime::{Store, Trap, UpdateDeadline};
 
 use crate::bindings::batch::BatchHook;
 use crate::bindings::{Event, Hook, HookError};
-use crate::capabilities::log::truncate;
 use crate::capabilities::Grants;
 use crate::config::Limits;
 use crate::log_limit::{Admit, LogLimit, PER_SECOND};
@@ -208,17 +206,13 @@ impl Worker {
     /// cut to [`MAX_FAILURE_MESSAGE_BYTES`], and logged (rate-limited).
     fn outcome(&self, id: &str, result: Result<(), Failure>, latency: Duration) -> Outcome {
         let result = result.map_err(|mut failure| {
-            if let Cow::Owned(masked) = self.grants.settings.redact(&failure.message) {
-                failure.message = masked;
-            }
-            let cut = truncate(&failure.message, MAX_FAILURE_MESSAGE_BYTES).len();
-            if cut < failure.message.len() {
-                let total = failure.message.len();
-                failure.message.truncate(cut);
-                failure
-                    .message
-                    .push_str(&format!(" […cut: {total} bytes in all]"));
-            }
+            let settings = &self.grants.settings;
+            let total = failure.message.len();
+            failure.message =
+                match settings.redact_prefix(&failure.message, MAX_FAILURE_MESSAGE_BYTES) {
+                    (masked, false) => masked.into_owned(),
+                    (masked, true) => format!("{masked} […cut: {total} bytes in all]"),
+                };
             let plugin = &*self.plugin.name;
             if let Admit::Log { suppressed } = self.log_limit.admit(Instant::now()) {
                 if suppressed > 0 {

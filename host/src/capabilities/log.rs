@@ -48,18 +48,12 @@ impl PluginOutput {
     /// from the `log` import when `None`), or drops and counts it when the
     /// plugin is over its output limit.
     pub(crate) fn line(&self, level: Level, stream: Option<&'static str>, text: &str) {
-        // Mask before cutting, so that a cut cannot split a secret into
-        // two halves that are each too short to be recognised.
-        let masked = self.settings.redact(text);
-        let cut = truncate(&masked, MAX_LINE_BYTES);
-        let suffix = if cut.len() < masked.len() {
-            " […line cut]"
-        } else {
-            ""
-        };
-        let line = escape_controls(cut);
+        // Counted, and dropped when over the limit, before any work on it.
         let plugin = &*self.plugin;
-        match self.limit.admit_bytes(Instant::now(), cut.len()) {
+        match self
+            .limit
+            .admit_bytes(Instant::now(), text.len().min(MAX_LINE_BYTES))
+        {
             Admit::Suppress => return,
             Admit::Log { suppressed } if suppressed > 0 => tracing::warn!(
                 target: "hookhost::plugin",
@@ -69,6 +63,9 @@ impl PluginOutput {
             ),
             Admit::Log { .. } => {}
         }
+        let (masked, cut) = self.settings.redact_prefix(text, MAX_LINE_BYTES);
+        let suffix = if cut { " […line cut]" } else { "" };
+        let line = escape_controls(&masked);
         // Lines from the `log` import carry only the plugin; stdout and
         // stderr lines also say which stream.
         macro_rules! emit {
@@ -95,16 +92,4 @@ impl Host for PluginState {
     fn log(&mut self, level: Level, message: String) {
         self.output.line(level, None, &message);
     }
-}
-
-/// `text` cut to at most `max` bytes without splitting a character.
-pub(crate) fn truncate(text: &str, max: usize) -> &str {
-    if text.len() <= max {
-        return text;
-    }
-    let mut end = max;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    &text[..end]
 }

@@ -33,6 +33,7 @@ use sqlx::ConnectOptions as _;
 use self::pool::{Options, PluginPool, ACQUIRE_TIMEOUT};
 use self::rows::QueryError;
 use crate::bindings::hookhost::hooks::sql::{Dialect, Rows, SqlError, Statement};
+use crate::printable::truncate;
 use crate::settings::Settings;
 use crate::state::PluginState;
 
@@ -332,16 +333,11 @@ impl SqlAccess {
 }
 
 /// `text` cut to [`MAX_MESSAGE_BYTES`] at a character boundary.
-fn capped(mut text: String) -> String {
-    if text.len() > MAX_MESSAGE_BYTES {
-        let mut end = MAX_MESSAGE_BYTES;
-        while !text.is_char_boundary(end) {
-            end -= 1;
-        }
-        text.truncate(end);
-        text.push_str(" [cut]");
+fn capped(text: String) -> String {
+    match truncate(&text, MAX_MESSAGE_BYTES) {
+        kept if kept.len() < text.len() => format!("{kept} [cut]"),
+        _ => text,
     }
-    text
 }
 
 /// The plugin-facing error for a failed database call.
