@@ -48,8 +48,9 @@ pub(crate) enum Links {
 /// Opens `path` for reading if it is a regular file, and returns it with
 /// its metadata, taken from the opened handle.
 ///
-/// The path is looked at before it is opened, so a device is never opened
-/// (opening some has effects: a tape rewinds, a watchdog arms), and the
+/// The path is looked at before it is opened, so a device found there is
+/// not opened (opening some has effects: a tape rewinds, a watchdog arms;
+/// only one swapped in between the look and the open is), and the
 /// handle is checked again after, so a swap between the two looks is caught
 /// too: the check holds for what is read. The open itself cannot block: a
 /// FIFO put in place between the two looks opens at once, without waiting

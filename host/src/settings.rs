@@ -108,23 +108,39 @@ impl Settings {
     /// line costs no more than a short one; a secret that straddles the
     /// cut is masked whole, not cut into halves too short to recognise.
     pub(crate) fn redact_prefix<'a>(&self, text: &'a str, max: usize) -> (Cow<'a, str>, bool) {
-        let scanned = truncate(text, max.saturating_add(self.longest_secret()));
+        let longest = self.longest_secret();
+        let scanned = truncate(text, max.saturating_add(longest));
         let masked = self.redact(scanned);
         let cut = scanned.len() < text.len() || masked.len() > max;
+        // When the scan stopped short of the end, its last bytes may be the
+        // start of a secret it could not see whole; masking shrinks the text
+        // before them, so drop them rather than let the cut keep them.
+        let usable = if scanned.len() < text.len() {
+            masked.len().saturating_sub(longest.saturating_sub(1))
+        } else {
+            masked.len()
+        };
+        let keep = max.min(usable);
         let kept = match masked {
-            Cow::Borrowed(masked) => Cow::Borrowed(truncate(masked, max)),
-            Cow::Owned(masked) => Cow::Owned(truncate(&masked, max).to_owned()),
+            Cow::Borrowed(masked) => Cow::Borrowed(truncate(masked, keep)),
+            Cow::Owned(masked) => Cow::Owned(truncate(&masked, keep).to_owned()),
         };
         (kept, cut)
     }
 
     /// The secret parts [`Settings::redact`] masks.
+    /// Longest first, so that a secret that holds a shorter one (`admin`
+    /// inside `admin:hunter2`) is masked whole, not around the shorter one.
     pub(crate) fn secrets(&self) -> impl Iterator<Item = &str> {
-        self.0
+        let mut secrets: Vec<&str> = self
+            .0
             .values()
             .flat_map(|setting| &setting.secrets)
             .map(String::as_str)
             .filter(|secret| secret.len() >= MIN_MASKED_BYTES)
+            .collect();
+        secrets.sort_by_key(|secret| std::cmp::Reverse(secret.len()));
+        secrets.into_iter()
     }
 
     /// The length in bytes of the longest secret part that is masked (0
@@ -322,5 +338,31 @@ mod tests {
         let headers = settings.get("headers").unwrap();
         assert_eq!(headers.text(), r#"{"authorization":"Bearer s3cr3t"}"#);
         assert!(headers.is_secret());
+    }
+
+    #[test]
+    fn a_secret_holding_a_shorter_one_is_masked_whole() {
+        let settings =
+            resolve("a = { secret = \"admin\" }\nb = { secret = \"admin:hunter2\" }").unwrap();
+        assert_eq!(settings.redact("login admin:hunter2"), "login <secret>");
+    }
+
+    #[test]
+    fn a_cut_keeps_no_part_of_a_secret() {
+        let password = "pw-0123456789-abcdefghij";
+        let settings = resolve(&format!("p = {{ secret = \"{password}\" }}")).unwrap();
+        // Masking shrinks the text, so the scanned part's last bytes (the
+        // start of a password the scan could not see whole) would land in
+        // what is kept.
+        let text = password.repeat(1000);
+        let (kept, cut) = settings.redact_prefix(&text, 1024);
+        assert!(cut);
+        assert!(kept.len() <= 1024);
+        for piece in password.as_bytes().windows(4) {
+            let piece = std::str::from_utf8(piece).unwrap();
+            assert!(!kept.contains(piece), "`{piece}` kept: {kept}");
+        }
+        let (short, cut) = settings.redact_prefix("no secrets here", 1024);
+        assert_eq!((short.as_ref(), cut), ("no secrets here", false));
     }
 }

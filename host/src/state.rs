@@ -210,6 +210,17 @@ impl HostCharge {
         Ok(())
     }
 
+    /// Makes the charge exactly `bytes`: takes more (which may fail) or
+    /// gives some back.
+    pub(crate) fn resize(&mut self, bytes: usize, what: &str) -> Result<(), MemoryCapExceeded> {
+        if bytes > self.bytes {
+            self.grow(bytes - self.bytes, what)
+        } else {
+            self.shrink(self.bytes - bytes);
+            Ok(())
+        }
+    }
+
     /// Gives back `less` bytes (at most what the charge holds).
     pub(crate) fn shrink(&mut self, less: usize) {
         let less = less.min(self.bytes);
@@ -229,8 +240,13 @@ impl ResourceLimiter for PluginState {
         &mut self,
         current: usize,
         desired: usize,
-        _maximum: Option<usize>,
+        maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
+        // Past the memory's own declared maximum the growth fails anyway;
+        // say so before counting it.
+        if maximum.is_some_and(|maximum| desired > maximum) {
+            return Ok(false);
+        }
         self.memory
             .grow_linear(current, desired)
             .map_err(wasmtime::Error::new)?;

@@ -382,6 +382,11 @@ pub(crate) async fn instantiate(
     let state = PluginState::new(plugin.name.clone(), grants, limits.memory_bytes);
     let mut store = Store::new(plugin.pre.engine(), state);
     store.limiter(|state| state);
+    // What one call may copy out of the guest into the host (strings and
+    // lists it passes or returns) is bounded by the plugin's memory cap,
+    // not wasmtime's default of 128 MiB: aliased strings in a returned
+    // list could otherwise make the host copy far more than the guest holds.
+    store.set_hostcall_fuel(limits.memory_bytes);
     store.epoch_deadline_callback(|store| {
         if Instant::now() >= store.data().deadline {
             Err(wasmtime::Error::new(DeadlineExceeded))
@@ -421,6 +426,17 @@ async fn within_deadline<F: Future>(call: F, deadline: Instant) -> Option<F::Out
     tokio::time::timeout_at((deadline + HOST_CALL_GRACE).into(), call)
         .await
         .ok()
+}
+
+/// Whether `error` is wasmtime's refusal to copy more data out of the guest
+/// in one call than the store's hostcall fuel allows. Its type is private
+/// to wasmtime, so it is recognised by its message.
+fn is_hostcall_fuel_exhausted(error: &wasmtime::Error) -> bool {
+    error.chain().any(|cause| {
+        cause
+            .to_string()
+            .contains("fuel allocated for hostcalls has been exhausted")
+    })
 }
 
 /// Whether an error came from running guest code (as opposed to linking).
@@ -475,6 +491,13 @@ fn instantiation_failed(failure: Failure) -> Failure {
 fn classify(error: &wasmtime::Error, limits: &Limits) -> Failure {
     let (class, message) = if let Some(cap) = error.downcast_ref::<MemoryCapExceeded>() {
         (FailureClass::OutOfMemory, cap.to_string())
+    } else if is_hostcall_fuel_exhausted(error) {
+        let message = format!(
+            "memory cap exceeded: the plugin passed more than its cap of {} bytes to the host \
+             in one call",
+            limits.memory_bytes
+        );
+        (FailureClass::OutOfMemory, message)
     } else if let Some(ResourceTableError::Full) = error.downcast_ref::<ResourceTableError>() {
         let message = format!(
             "memory cap exceeded: the plugin holds more than {MAX_HOST_RESOURCES} host \

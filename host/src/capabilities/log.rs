@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use crate::bindings::hookhost::hooks::log::{Host, Level};
 use crate::log_limit::{Admit, LogLimit, OUTPUT_BYTES_PER_SECOND, OUTPUT_LINES_PER_SECOND};
-use crate::printable::escape_controls;
+use crate::printable::{escape_controls, truncate};
 use crate::settings::Settings;
 use crate::state::PluginState;
 
@@ -48,12 +48,16 @@ impl PluginOutput {
     /// from the `log` import when `None`), or drops and counts it when the
     /// plugin is over its output limit.
     pub(crate) fn line(&self, level: Level, stream: Option<&'static str>, text: &str) {
-        // Counted, and dropped when over the limit, before any work on it.
+        // Masking and escaping look at no more than a line's worth of the
+        // text, so even a line that is then dropped costs little; the limit
+        // counts the bytes as they would be logged, escapes included.
+        let (masked, mut cut) = self.settings.redact_prefix(text, MAX_LINE_BYTES);
+        let escaped = escape_controls(&masked);
+        let line = truncate(&escaped, MAX_LINE_BYTES);
+        cut |= line.len() < escaped.len();
+        let suffix = if cut { " […line cut]" } else { "" };
         let plugin = &*self.plugin;
-        match self
-            .limit
-            .admit_bytes(Instant::now(), text.len().min(MAX_LINE_BYTES))
-        {
+        match self.limit.admit_bytes(Instant::now(), line.len()) {
             Admit::Suppress => return,
             Admit::Log { suppressed } if suppressed > 0 => tracing::warn!(
                 target: "hookhost::plugin",
@@ -63,9 +67,6 @@ impl PluginOutput {
             ),
             Admit::Log { .. } => {}
         }
-        let (masked, cut) = self.settings.redact_prefix(text, MAX_LINE_BYTES);
-        let suffix = if cut { " […line cut]" } else { "" };
-        let line = escape_controls(&masked);
         // Lines from the `log` import carry only the plugin; stdout and
         // stderr lines also say which stream.
         macro_rules! emit {

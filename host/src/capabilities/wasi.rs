@@ -100,11 +100,14 @@ impl StdoutStream for LogOutput {
 }
 
 /// Collects bytes until a newline, then logs the line; a line longer than
-/// [`MAX_LINE_BYTES`] is logged in pieces.
+/// [`MAX_LINE_BYTES`] is logged in pieces. What it holds (its buffer's
+/// capacity, at most about twice that) is charged to the instance's memory
+/// budget, and one write may carry at most what `check-write` allows, as
+/// WASI requires.
 struct LineCollector {
     output: LogOutput,
     pending: Vec<u8>,
-    /// The pending bytes, counted against the memory cap.
+    /// The buffer's capacity, counted against the memory cap.
     charge: Option<HostCharge>,
 }
 
@@ -116,10 +119,12 @@ impl LineCollector {
         self.output.output.line(LogLevel::Info, stream, line);
     }
 
-    fn take_charge(&mut self, bytes: usize) -> StreamResult<()> {
+    /// Makes the charge equal to `bytes`, before the buffer grows to it or
+    /// after it shrank.
+    fn charge_to(&mut self, bytes: usize) -> StreamResult<()> {
         let what = "pending output";
         let result = match &mut self.charge {
-            Some(charge) => charge.grow(bytes, what),
+            Some(charge) => charge.resize(bytes, what),
             None => self
                 .output
                 .memory
@@ -127,12 +132,6 @@ impl LineCollector {
                 .map(|charge| self.charge = Some(charge)),
         };
         result.map_err(|err| StreamError::Trap(wasmtime::Error::new(err)))
-    }
-
-    fn release(&mut self, bytes: usize) {
-        if let Some(charge) = &mut self.charge {
-            charge.shrink(bytes);
-        }
     }
 
     /// Where to cut a pending line that is too long: short of any secret
@@ -168,21 +167,36 @@ impl LineCollector {
 
 impl OutputStream for LineCollector {
     fn write(&mut self, bytes: Bytes) -> StreamResult<()> {
-        self.take_charge(bytes.len())?;
-        self.pending.extend_from_slice(&bytes);
-        while let Some(end) = self.pending.iter().position(|&b| b == b'\n') {
-            let line: Vec<u8> = self.pending.drain(..=end).collect();
-            self.emit(&line);
-            self.release(line.len());
+        if bytes.len() > MAX_LINE_BYTES {
+            return Err(StreamError::trap(&format!(
+                "a write of {} bytes is more than check-write allows ({MAX_LINE_BYTES})",
+                bytes.len()
+            )));
         }
+        let needed = self.pending.len() + bytes.len();
+        if needed > self.pending.capacity() {
+            self.charge_to(needed)?;
+            self.pending.reserve_exact(bytes.len());
+        }
+        self.pending.extend_from_slice(&bytes);
+        // Every finished line, then one move of what is left: a write full
+        // of newlines costs its length, not its length squared.
+        let mut start = 0;
+        while let Some(end) = self.pending[start..].iter().position(|&b| b == b'\n') {
+            self.emit(&self.pending[start..=start + end]);
+            start += end + 1;
+        }
+        self.pending.drain(..start);
         let hold_back = self.output.output.settings().longest_secret();
         while self.pending.len() >= MAX_LINE_BYTES + hold_back {
             let cut = self.cut_point();
-            let piece: Vec<u8> = self.pending.drain(..cut).collect();
-            self.emit(&piece);
-            self.release(piece.len());
+            self.emit(&self.pending[..cut]);
+            self.pending.drain(..cut);
         }
-        Ok(())
+        if self.pending.capacity() > 2 * MAX_LINE_BYTES + hold_back {
+            self.pending.shrink_to(self.pending.len());
+        }
+        self.charge_to(self.pending.capacity())
     }
 
     fn flush(&mut self) -> StreamResult<()> {

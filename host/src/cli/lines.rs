@@ -38,7 +38,8 @@ pub enum Line {
     },
 }
 
-/// Reads numbered lines from `reader`, holding at most `max` bytes of one.
+/// Reads numbered lines from `reader`, holding at most `max` bytes of one
+/// (in a buffer whose capacity may reach twice that as it grows).
 pub struct BoundedLines<R> {
     reader: R,
     max: usize,

@@ -129,6 +129,10 @@ pub fn main() -> ExitCode {
             Command::Check { file, config } => check::check(&file, config).await,
         }
     });
+    // A read of stdin still blocked on its thread (after a Ctrl-C, with the
+    // producer still attached) must not keep the process alive: the work is
+    // done and everything accepted has been handled.
+    runtime.shutdown_background();
     match result {
         Ok(code) => code,
         Err(err) => {
