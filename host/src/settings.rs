@@ -113,10 +113,13 @@ impl Settings {
         let masked = self.redact(scanned);
         let cut = scanned.len() < text.len() || masked.len() > max;
         // When the scan stopped short of the end, its last bytes may be the
-        // start of a secret it could not see whole; masking shrinks the text
-        // before them, so drop them rather than let the cut keep them.
+        // start of a secret it could not see whole. They follow the last
+        // masked secret and lie within the last `longest - 1` bytes; masking
+        // shrinks the text before them, so the cut alone could keep them.
         let usable = if scanned.len() < text.len() {
-            masked.len().saturating_sub(longest.saturating_sub(1))
+            let unseen_from = masked.len().saturating_sub(longest.saturating_sub(1));
+            let last_masked = masked.rfind(REDACTED).map_or(0, |at| at + REDACTED.len());
+            unseen_from.max(last_masked)
         } else {
             masked.len()
         };
