@@ -1,8 +1,7 @@
 //! Hostile hooks against the host's own bounds: each test runs one attack
-//! next to an honest plugin (`counts`) and checks that the attacker is
-//! stopped or contained with the right failure class or count, that the
-//! host's memory stays within a stated bound, and that the honest plugin
-//! keeps serving every event.
+//! and checks what its name says. Most run the attacker next to an honest
+//! plugin (`counts`) and check that it keeps serving every event; the
+//! memory attacks also bound the growth of the host's resident memory.
 //!
 //! The attacks here go through the sandbox's always-granted doors: the
 //! host resources and bytes held for a guest (WASI streams), its output
@@ -10,22 +9,16 @@
 //! front of it. The capabilities' attacks have files of their own
 //! (`adversarial_sql.rs`, `adversarial_net.rs`), and so do plugin files
 //! (`adversarial_files.rs`) and input (`adversarial_input.rs`).
+//!
+//! The tests that measure the process's resident memory hold
+//! `common::EXCLUSIVE` for writing, so that no other test of this binary
+//! runs beside them; every other test holds it for reading.
 
 mod common;
 
+use common::{resident_bytes, EXCLUSIVE};
 use hookhost::{EmitError, Event, FailureClass, Host, Report};
 use serde_json::json;
-
-/// The process's resident memory in bytes, from `/proc/self/status`.
-fn resident_bytes() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let line = status
-        .lines()
-        .find(|line| line.starts_with("VmRSS:"))
-        .unwrap();
-    let kib: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
-    kib * 1024
-}
 
 /// A custom event whose metadata is `metadata`.
 fn script(metadata: serde_json::Value) -> Event {
@@ -72,6 +65,7 @@ async fn attack_then_serve(host: &Host, attack: Event, seq: u64) -> Report {
 
 #[tokio::test]
 async fn opening_host_resources_without_end_fails_as_memory() {
+    let _alone = EXCLUSIVE.write().await;
     let host = host_with("opens-streams", "").await;
     let before = resident_bytes();
     let report = attack_then_serve(&host, script(json!({"streams": 1_000_000})), 1).await;
@@ -98,6 +92,7 @@ async fn opening_host_resources_without_end_fails_as_memory() {
 
 #[tokio::test]
 async fn bytes_the_host_holds_count_against_the_memory_cap() {
+    let _alone = EXCLUSIVE.write().await;
     let host = host_with("opens-streams", "[plugins.opens-streams]\nmemory_mib = 8\n").await;
     let before = resident_bytes();
     // 900 streams each holding 16,000 bytes of an unfinished line: 14 MB held by
@@ -121,14 +116,31 @@ async fn bytes_the_host_holds_count_against_the_memory_cap() {
     host.shutdown().await;
 }
 
-#[tokio::test]
-async fn output_past_the_limit_is_dropped_and_counted() {
+/// Lines of its own output a plugin may have logged per second
+/// (`OUTPUT_LINES_PER_SECOND` in `log_limit.rs`).
+const OUTPUT_LINES_PER_SECOND: u64 = 1_000;
+
+/// Bytes of its own output a plugin may have logged per second
+/// (`OUTPUT_BYTES_PER_SECOND` in `log_limit.rs`).
+const OUTPUT_BYTES_PER_SECOND: u64 = 1 << 20;
+
+/// Sends `floods-output` one event asking for `lines` lines of
+/// `line_bytes` bytes (half log calls, half stdout lines) next to `counts`,
+/// and returns how many of them its summary counts as dropped and the most
+/// it could have logged had it written `per_second` lines a second: one
+/// window of the limit per second of the run, and two more, since a window
+/// starts when the plugin loads (before the clock here starts) and a
+/// part-used one may end in the middle of the run.
+async fn flood(lines: u64, line_bytes: u64, per_second: u64) -> (u64, u64) {
     let host = host_with("floods-output", "").await;
-    // 60,000 lines in about a second, against a limit of 1,000 a second.
-    let attack = script(json!({"log_lines": 30_000, "stdout_lines": 30_000}));
+    let attack = script(json!({
+        "log_lines": lines / 2,
+        "stdout_lines": lines - lines / 2,
+        "line_bytes": line_bytes,
+    }));
     let started = std::time::Instant::now();
     let report = attack_then_serve(&host, attack, 1).await;
-    let seconds = started.elapsed().as_secs() + 1;
+    let secs = started.elapsed().as_secs();
     assert!(
         outcome_of(&report, "floods-output").result.is_ok(),
         "dropping output is not the plugin's failure: {report:?}"
@@ -137,20 +149,44 @@ async fn output_past_the_limit_is_dropped_and_counted() {
     let flood = summaries
         .iter()
         .find(|s| s.name == "floods-output")
-        .unwrap();
-    let logged_at_most = 1_000 * seconds;
-    assert!(
-        flood.output_dropped >= 60_000 - logged_at_most,
-        "dropped {} of 60000 lines in {seconds} s",
-        flood.output_dropped
-    );
-    let counts = summaries.iter().find(|s| s.name == "counts").unwrap();
+        .expect("a summary for floods-output");
+    let counts = summaries
+        .iter()
+        .find(|s| s.name == "counts")
+        .expect("a summary for counts");
     assert_eq!(counts.output_dropped, 0);
     assert_eq!(counts.stats.handled, 2);
+    (flood.output_dropped, per_second * (secs + 2))
+}
+
+#[tokio::test]
+async fn output_past_the_limit_is_dropped_and_counted() {
+    let _shared = EXCLUSIVE.read().await;
+    // 60,000 short lines in about a second, against 1,000 lines a second.
+    let (dropped, logged_at_most) = flood(60_000, 100, OUTPUT_LINES_PER_SECOND).await;
+    assert!(
+        dropped >= 60_000u64.saturating_sub(logged_at_most),
+        "dropped {dropped} of 60000 lines; at most {logged_at_most} could be logged"
+    );
+}
+
+#[tokio::test]
+async fn output_past_the_byte_limit_is_dropped_and_counted() {
+    let _shared = EXCLUSIVE.read().await;
+    // 2,000 lines of 8 KiB: within the line limit for two windows, but 1 MiB
+    // a second holds only 128 of them.
+    let line_bytes = 8 * 1024;
+    let (dropped, logged_at_most) =
+        flood(2_000, line_bytes, OUTPUT_BYTES_PER_SECOND / line_bytes).await;
+    assert!(
+        dropped >= 2_000u64.saturating_sub(logged_at_most),
+        "dropped {dropped} of 2000 lines of 8 KiB; at most {logged_at_most} could be logged"
+    );
 }
 
 #[test]
 fn output_cannot_forge_host_log_lines() {
+    let _shared = EXCLUSIVE.blocking_read();
     let dir = common::plugins_dir(&["floods-output"]);
     let input = json!({"event_type": "attack", "metadata": {"forge": true}}).to_string();
     let out = common::run_with_input(
@@ -183,6 +219,7 @@ fn output_cannot_forge_host_log_lines() {
 
 #[test]
 fn secrets_are_masked_across_cuts_and_split_writes() {
+    let _shared = EXCLUSIVE.blocking_read();
     let password = "pw-0123456789-abcdefghij";
     let dir = common::plugins_dir(&["prints-secret"]);
     let config = dir.path().join("hookhost.toml");
@@ -218,6 +255,7 @@ fn secrets_are_masked_across_cuts_and_split_writes() {
 
 #[tokio::test]
 async fn a_huge_returned_error_is_kept_short() {
+    let _alone = EXCLUSIVE.write().await;
     let host = host_with("returns-huge-error", "").await;
     let before = resident_bytes();
     let report = attack_then_serve(&host, script(json!({"bytes": 8 << 20})), 1).await;
@@ -243,6 +281,7 @@ async fn a_huge_returned_error_is_kept_short() {
 
 #[tokio::test]
 async fn queued_bytes_are_bounded_per_plugin() {
+    let _shared = EXCLUSIVE.read().await;
     // The slow plugin takes 200 ms an event, so its queue fills; 1 MiB of
     // 100 KiB events fits 10 of them.
     let toml = "[engine]\nmax_event_kib = 2048\n\
@@ -284,6 +323,7 @@ async fn queued_bytes_are_bounded_per_plugin() {
 
 #[tokio::test]
 async fn events_over_the_size_limit_are_refused() {
+    let _shared = EXCLUSIVE.read().await;
     let dir = common::plugins_dir(&["counts"]);
     let host = common::host(dir.path(), common::config("[engine]\nmax_event_kib = 64\n")).await;
     let event = script(json!({"padding": "p".repeat(65 * 1024)}));
@@ -304,6 +344,7 @@ async fn events_over_the_size_limit_are_refused() {
 
 #[tokio::test]
 async fn asking_for_huge_random_buffers_traps_without_host_growth() {
+    let _alone = EXCLUSIVE.write().await;
     let host = host_with("requests-random-bytes", "").await;
     let before = resident_bytes();
     // wasmtime's own default would allocate this much on the host.

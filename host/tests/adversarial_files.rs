@@ -261,7 +261,7 @@ fn symlink_to_dev_zero(path: &Path) {
 }
 
 /// A sparse file one byte over the default limit of 64 MiB: it takes no
-/// disk space, and the host must refuse it without reading it.
+/// disk space, and the host must refuse it by its size.
 fn oversize(path: &Path) {
     let file = std::fs::File::create(path).unwrap();
     file.set_len((64 << 20) + 1).unwrap();
@@ -291,7 +291,7 @@ async fn a_symlink_to_dev_zero_is_refused_without_reading_it() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_file_over_max_plugin_mib_is_refused_before_it_is_read() {
+async fn a_file_over_max_plugin_mib_is_refused_by_its_size() {
     refused_everywhere(
         oversize,
         "67108865 bytes, over the limit of 67108864 bytes (64 MiB) for plugin files; \

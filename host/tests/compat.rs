@@ -3,7 +3,8 @@
 //!
 //! `tests/profiler-stream/events.jsonl` is a profiler run as a tool sends it
 //! (both spellings of each event type, change types in both spellings,
-//! naive and offset timestamps, nulls, anomalies with expected values,
+//! naive and offset timestamps, nulls, bare NaN, Infinity and -Infinity,
+//! anomalies with expected values,
 //! validations with severities); `expected.jsonl` holds, for each event, the
 //! Slack payload and the events-table row that baselinr 0.9.0's own
 //! `SlackAlertHook` and `SQLEventHook` produce for it (written by
@@ -235,10 +236,11 @@ fn compare_rows(stream: &[(Event, Value)], rows: &[(String, Value)], severity: b
                     instant(want.as_str().unwrap()),
                     "line {line}: timestamp"
                 ),
-                // Python's json.dumps writes a bare NaN; the host reads it
-                // as the string "NaN" and writes valid JSON.
+                // Python's json.dumps writes bare NaN, Infinity and
+                // -Infinity; the host reads them as strings and writes
+                // valid JSON.
                 "metadata" => {
-                    let want = want.as_str().unwrap().replace("NaN", "\"NaN\"");
+                    let want = quote_bare_non_finite(want.as_str().unwrap());
                     let got: Value = serde_json::from_str(got.as_str().unwrap()).unwrap();
                     let want: Value = serde_json::from_str(&want).unwrap();
                     assert_eq!(got, want, "line {line}: metadata");
@@ -256,6 +258,45 @@ fn compare_rows(stream: &[(Event, Value)], rows: &[(String, Value)], severity: b
             );
         }
     }
+}
+
+/// `json` (as Python's `json.dumps` writes it) with each bare `NaN`,
+/// `Infinity` and `-Infinity` token quoted, as the host stores them; the
+/// same words inside strings are left as they are.
+fn quote_bare_non_finite(json: &str) -> String {
+    const TOKENS: [&str; 3] = ["-Infinity", "Infinity", "NaN"];
+    let mut out = String::with_capacity(json.len());
+    let (mut in_string, mut escaped) = (false, false);
+    let mut rest = json;
+    while let Some(c) = rest.chars().next() {
+        if !in_string {
+            if let Some(token) = TOKENS.iter().find(|t| rest.starts_with(*t)) {
+                out.push('"');
+                out.push_str(token);
+                out.push('"');
+                rest = &rest[token.len()..];
+                continue;
+            }
+        }
+        if in_string && escaped {
+            escaped = false;
+        } else if in_string && c == '\\' {
+            escaped = true;
+        } else if c == '"' {
+            in_string = !in_string;
+        }
+        out.push(c);
+        rest = &rest[c.len_utf8()..];
+    }
+    out
+}
+
+#[test]
+fn only_bare_non_finite_tokens_are_quoted() {
+    assert_eq!(
+        quote_bare_non_finite(r#"{"a": NaN, "b": [Infinity, -Infinity], "c": "NaN \" Infinity"}"#),
+        r#"{"a": "NaN", "b": ["Infinity", "-Infinity"], "c": "NaN \" Infinity"}"#
+    );
 }
 
 #[tokio::test]

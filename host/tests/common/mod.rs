@@ -1,5 +1,7 @@
 //! Helpers shared by the integration tests: where the guest components are,
-//! a temporary plugins folder, and events to send.
+//! a temporary plugins folder, events to send, the `hookhost` command with
+//! folders of its own, and the process's resident memory with the lock
+//! that keeps other tests from adding to it while it is measured.
 #![allow(dead_code)]
 
 pub mod receiver;
@@ -35,18 +37,64 @@ pub fn plugins_dir(fixtures: &[&str]) -> tempfile::TempDir {
     dir
 }
 
-/// The `hookhost` command, caching compiled components (and keeping the
-/// built-in `sql` hook's SQLite file) in a folder that lives as long as the
-/// test process (the test's own, not the user's).
+/// The `hookhost` command, with its compiled-component cache
+/// (`XDG_CACHE_HOME`) and data folder (`XDG_DATA_HOME`, where the built-in
+/// `sql` hook keeps its SQLite file when no `--plugins` folder is given)
+/// in [`cli_home`]: the test's own folders, not the user's.
 pub fn hookhost_command() -> Command {
-    static CACHE: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
-    let cache = CACHE.get_or_init(|| tempfile::tempdir().expect("temporary folder"));
+    let home = cli_home();
     let mut command = Command::new(env!("CARGO_BIN_EXE_hookhost"));
-    command.env("XDG_CACHE_HOME", cache.path());
-    // Without `--plugins` the built-in `sql` hook writes under the data
-    // folder; keep that in the test's folder too.
-    command.env("XDG_DATA_HOME", cache.path());
+    command.env("XDG_CACHE_HOME", home.join("cache"));
+    command.env("XDG_DATA_HOME", home.join("data"));
     command
+}
+
+/// This test binary's folder for the command's cache and data:
+/// `$CARGO_TARGET_TMPDIR/hookhost-cli/<binary name>`. It is removed and
+/// made anew the first time a process asks for it, so nothing (rows in the
+/// `sql` hook's file, cache entries) carries over from an earlier run, and
+/// each binary leaves at most this one folder behind.
+pub fn cli_home() -> &'static Path {
+    static HOME: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    HOME.get_or_init(|| {
+        let exe = std::env::current_exe().expect("the test binary's path");
+        let binary = exe
+            .file_stem()
+            .expect("the test binary's name")
+            .to_string_lossy()
+            .into_owned();
+        let home = Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join("hookhost-cli")
+            .join(binary);
+        match std::fs::remove_dir_all(&home) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => panic!("remove {}: {e}", home.display()),
+        }
+        std::fs::create_dir_all(&home).unwrap_or_else(|e| panic!("create {}: {e}", home.display()));
+        home
+    })
+}
+
+/// Serialises the tests that measure the process's resident memory
+/// ([`resident_bytes`]) against the other tests of the same binary, which
+/// run on parallel threads and would add to it: a measuring test holds
+/// `EXCLUSIVE.write()` while it measures, every other test of that binary
+/// holds `EXCLUSIVE.read()` (`blocking_read()` outside a runtime).
+pub static EXCLUSIVE: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
+
+/// The process's resident memory (`VmRSS`) in bytes, from
+/// `/proc/self/status`. It is the whole process's: hold
+/// [`EXCLUSIVE`]`.write()` around the measurement.
+pub fn resident_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").expect("read /proc/self/status");
+    let kib = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|kib| kib.parse::<u64>().ok())
+        .unwrap_or_else(|| panic!("no VmRSS line in /proc/self/status:\n{status}"));
+    kib * 1024
 }
 
 /// Runs `command` with `stdin` as its input, to the end.
