@@ -1,9 +1,10 @@
 //! Attacks on the SQL capability, one per test, each by a copy of the
 //! `sql-client` fixture (`sql-a`) while another copy (`sql-b`) shares the
-//! database and must keep working: session state and open transactions
-//! left behind, slow statements hammered, statements that run past the
-//! deadline, SQLite statements that reach past the granted file or past
-//! its size limits, and results larger than the plugin's memory.
+//! database and must keep working: session state, open transactions and
+//! session locks left behind, slow statements hammered, statements that
+//! run past the deadline (once, and fifty times in a row), SQLite
+//! statements that reach past the granted file or past its size limits,
+//! and results larger than the plugin's memory (or than half of it).
 //!
 //! PostgreSQL and MariaDB are found as in `sql.rs`
 //! (`HOOKHOST_TEST_POSTGRES_URL`, `HOOKHOST_TEST_MYSQL_URL`).
@@ -431,6 +432,71 @@ async fn mariadb_table_locks_do_not_outlive_the_call() {
         .unwrap();
 }
 
+#[tokio::test]
+async fn postgres_advisory_locks_do_not_outlive_the_call() {
+    let _shared = EXCLUSIVE.read().await;
+    let key = i64::from(std::process::id()) << 32
+        | i64::from(
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap()
+                .subsec_nanos(),
+        );
+    let section = format!("url = \"{}\"", postgres_url());
+    let (host, _plugins) = two_clients(&section, "").await;
+    // A session-level advisory lock outlives transactions: it would keep
+    // B waiting for as long as A's connection lives.
+    assert_eq!(
+        answer(
+            &host,
+            "a",
+            json!({"calls": [{"query": format!("SELECT pg_advisory_lock({key})::text AS got")}]})
+        )
+        .await,
+        r#"rows [got] [[text("")]]"#
+    );
+    assert_eq!(
+        answer(
+            &host,
+            "b",
+            json!({"calls": [{"query": format!("SELECT pg_try_advisory_lock({key}) AS got")}]})
+        )
+        .await,
+        "rows [got] [[boolean(true)]]"
+    );
+    // And B's lock went with B's call: A takes it again.
+    assert_eq!(
+        answer(
+            &host,
+            "a",
+            json!({"calls": [{"query": format!("SELECT pg_try_advisory_lock({key}) AS got")}]})
+        )
+        .await,
+        "rows [got] [[boolean(true)]]"
+    );
+    host.shutdown().await;
+}
+
+#[tokio::test]
+async fn mariadb_named_locks_do_not_outlive_the_call() {
+    let _shared = EXCLUSIVE.read().await;
+    let name = unique("hookhost_lock");
+    let section = format!("url = \"{}\"", mysql_url());
+    let (host, _plugins) = two_clients(&section, "").await;
+    // `GET_LOCK` holds a named lock for the session, outside transactions.
+    let take = json!({"calls": [{"query": format!("SELECT GET_LOCK('{name}', 0) AS got")}]});
+    assert_eq!(
+        answer(&host, "a", take.clone()).await,
+        "rows [got] [[integer(1)]]"
+    );
+    assert_eq!(
+        answer(&host, "b", take.clone()).await,
+        "rows [got] [[integer(1)]]"
+    );
+    assert_eq!(answer(&host, "a", take).await, "rows [got] [[integer(1)]]");
+    host.shutdown().await;
+}
+
 // ---------------------------------------------------------------------
 // A plugin hammering slow statements does not starve another.
 // ---------------------------------------------------------------------
@@ -705,6 +771,140 @@ async fn mariadb_a_statement_past_the_deadline_is_killed_on_the_server() {
     recovers_and_shuts_down(host).await;
 }
 
+/// How many times the cut-off tests below stop a statement: the moment the
+/// deadline falls relative to the statement's start varies from one to the
+/// next, so some fall before the statement has started.
+const CUT_OFFS: usize = 50;
+
+#[tokio::test]
+async fn sqlite_statements_cut_off_at_any_moment_stop_and_release_the_write_lock() {
+    let _shared = EXCLUSIVE.read().await;
+    let db = tempfile::tempdir().unwrap();
+    let section = format!("url = \"sqlite://{}\"", db.path().join("main.db").display());
+    let (host, _plugins) = two_clients(&section, "timeout_ms = 20").await;
+    assert_eq!(
+        answer(&host, "b", json!({"execute": ["CREATE TABLE t (x)"]})).await,
+        "ok"
+    );
+    for round in 0..CUT_OFFS {
+        // A write that yields no row and never ends: it holds the file's
+        // write lock while it runs, and only an interrupt stops it.
+        let failure = run(
+            &host,
+            "a",
+            json!({"execute": ["INSERT INTO t SELECT count(*) FROM (WITH RECURSIVE \
+                                c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) \
+                                SELECT x FROM c)"]}),
+        )
+        .await
+        .unwrap_err();
+        assert!(is_timeout(&failure), "round {round}: {failure:?}");
+        // B writes at once: no statement of A's still runs holding the
+        // lock (SQLite would make B wait 5 s for it, then fail).
+        let started = Instant::now();
+        assert_eq!(
+            answer(
+                &host,
+                "b",
+                json!({"execute": [format!("INSERT INTO t VALUES ({round})")]})
+            )
+            .await,
+            "ok",
+            "round {round}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "round {round}: B's write took {:?}",
+            started.elapsed()
+        );
+    }
+    assert_eq!(
+        answer(&host, "b", json!({"query": "SELECT count(*) AS n FROM t"})).await,
+        format!("rows [n] [[integer({CUT_OFFS})]]")
+    );
+    let started = Instant::now();
+    host.shutdown().await;
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "shutdown took {:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn postgres_statements_cut_off_at_any_moment_are_stopped_on_the_server() {
+    let _shared = EXCLUSIVE.read().await;
+    let admin = postgres().await;
+    let marker = unique("cutoff");
+    let section = format!("url = \"{}\"", postgres_url());
+    let (host, _plugins) = two_clients(&section, "timeout_ms = 20").await;
+    for round in 0..CUT_OFFS {
+        let failure = run(
+            &host,
+            "a",
+            json!({"query": format!("SELECT pg_sleep(60)::text AS {marker}")}),
+        )
+        .await
+        .unwrap_err();
+        assert!(is_timeout(&failure), "round {round}: {failure:?}");
+    }
+    gone_within!(
+        Duration::from_secs(3),
+        sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%' || $1 || '%' \
+             AND pid <> pg_backend_pid()"
+        )
+        .bind(&marker)
+        .fetch_one(&admin)
+        .await
+        .unwrap()
+    );
+    let started = Instant::now();
+    host.shutdown().await;
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "shutdown took {:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn mariadb_statements_cut_off_at_any_moment_are_stopped_on_the_server() {
+    let _shared = EXCLUSIVE.read().await;
+    let admin = mariadb().await;
+    let marker = unique("cutoff");
+    let section = format!("url = \"{}\"", mysql_url());
+    let (host, _plugins) = two_clients(&section, "timeout_ms = 20").await;
+    for round in 0..CUT_OFFS {
+        let failure = run(
+            &host,
+            "a",
+            json!({"query": format!("SELECT SLEEP(60) AS {marker}")}),
+        )
+        .await
+        .unwrap_err();
+        assert!(is_timeout(&failure), "round {round}: {failure:?}");
+    }
+    gone_within!(
+        Duration::from_secs(3),
+        sqlx::query_scalar(
+            "SELECT count(*) FROM information_schema.processlist \
+             WHERE info LIKE CONCAT('%', ?, '%') AND id <> CONNECTION_ID()"
+        )
+        .bind(&marker)
+        .fetch_one(&admin)
+        .await
+        .unwrap()
+    );
+    let started = Instant::now();
+    host.shutdown().await;
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "shutdown took {:?}",
+        started.elapsed()
+    );
+}
+
 // ---------------------------------------------------------------------
 // A SQLite grant reaches only that file.
 // ---------------------------------------------------------------------
@@ -763,6 +963,12 @@ async fn sqlite_vacuum_into_another_file_is_refused() {
 }
 
 #[tokio::test]
+async fn sqlite_vacuum_is_refused() {
+    let refused = sqlite_refuses("VACUUM").await;
+    assert_eq!(refused, "statement: authorization denied");
+}
+
+#[tokio::test]
 async fn sqlite_load_extension_is_refused() {
     let refused = sqlite_refuses("SELECT load_extension('{dir}/evil.so')").await;
     assert_eq!(
@@ -799,8 +1005,8 @@ async fn sqlite_fts3_tokenizer_is_refused() {
 }
 
 #[tokio::test]
-async fn sqlite_a_value_past_16_mib_is_refused() {
-    let refused = sqlite_refuses("SELECT length(zeroblob(16 * 1024 * 1024 + 1))").await;
+async fn sqlite_a_value_past_4_mib_is_refused() {
+    let refused = sqlite_refuses("SELECT length(zeroblob(4 * 1024 * 1024 + 1))").await;
     assert_eq!(refused, "statement: string or blob too big");
 }
 
@@ -866,6 +1072,87 @@ async fn a_result_larger_than_the_plugins_memory_stops_it_as_out_of_memory() {
     assert_eq!(
         answer(&host, "a", json!({"query": "SELECT 4 AS four"})).await,
         "rows [four] [[integer(4)]]"
+    );
+    host.shutdown().await;
+}
+
+#[tokio::test]
+async fn sqlite_a_row_of_more_than_64_columns_is_refused_without_host_growth() {
+    let _alone = EXCLUSIVE.write().await;
+    let db = tempfile::tempdir().unwrap();
+    let section = format!("url = \"sqlite://{}\"", db.path().join("main.db").display());
+    let (host, _plugins) = two_clients(&section, "").await;
+    answer(&host, "a", json!({"query": "SELECT 1"})).await;
+    answer(&host, "b", json!({"query": "SELECT 1"})).await;
+    let before = resident_bytes();
+    // 2,000 columns of 16 MiB: about 32 GiB for one row, were it built.
+    let wide = vec!["randomblob(16777216)"; 2000].join(", ");
+    assert_eq!(
+        answer(&host, "a", json!({"query": format!("SELECT {wide}")})).await,
+        "statement: too many columns in result set"
+    );
+    let grown = resident_bytes().saturating_sub(before);
+    assert!(grown < 64 << 20, "the host grew by {} MiB", grown >> 20);
+    // 65 small columns are refused too; 64 are not.
+    let columns = |n: usize| {
+        (0..n)
+            .map(|i| format!("{i} AS c{i}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    assert_eq!(
+        answer(
+            &host,
+            "a",
+            json!({"query": format!("SELECT {}", columns(65))})
+        )
+        .await,
+        "statement: too many columns in result set"
+    );
+    assert!(answer(
+        &host,
+        "a",
+        json!({"query": format!("SELECT {}", columns(64))})
+    )
+    .await
+    .starts_with("rows [c0, c1,"),);
+    assert_eq!(
+        answer(&host, "b", json!({"query": "SELECT 3 AS three"})).await,
+        "rows [three] [[integer(3)]]"
+    );
+    host.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_result_over_half_the_plugins_free_memory_stops_it_as_out_of_memory() {
+    let _shared = EXCLUSIVE.read().await;
+    let db = tempfile::tempdir().unwrap();
+    let section = format!("url = \"sqlite://{}\"", db.path().join("main.db").display());
+    let (host, _plugins) = two_clients(&section, "memory_mib = 16").await;
+    answer(&host, "a", json!({"query": "SELECT 1"})).await;
+    // 8 MiB of rows: they would fit in the 16 MiB cap once, but not
+    // together with their copy into the plugin's memory.
+    let failure = run(
+        &host,
+        "a",
+        json!({"query": "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c \
+                         WHERE x < 8) SELECT zeroblob(1048576) AS payload FROM c"}),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(failure.class, FailureClass::OutOfMemory, "{failure:?}");
+    assert!(
+        failure.message.contains("SQL result rows"),
+        "{}",
+        failure.message
+    );
+    assert_eq!(
+        answer(&host, "a", json!({"query": "SELECT 4 AS four"})).await,
+        "rows [four] [[integer(4)]]"
+    );
+    assert_eq!(
+        answer(&host, "b", json!({"query": "SELECT 3 AS three"})).await,
+        "rows [three] [[integer(3)]]"
     );
     host.shutdown().await;
 }

@@ -114,7 +114,7 @@ fn target() -> Result<Target, HookError> {
     let mut attempt = 1;
     while let Err(err) = sql::execute(&target.database, &create) {
         match err {
-            SqlError::Connection(_) | SqlError::Timeout if attempt < attempts => {
+            SqlError::Connection(_) if attempt < attempts => {
                 attempt += 1;
             }
             err => return Err(err.into()),

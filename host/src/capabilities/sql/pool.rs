@@ -6,11 +6,13 @@
 //! one plugin to another, and no plugin can take the connections another
 //! needs. A call leases a connection; when it ends normally, a transaction
 //! it left open is rolled back (and MySQL table locks released) before the
-//! connection serves another call.
+//! connection serves another call; so are session-level locks
+//! (PostgreSQL advisory locks, MySQL table and named locks).
 //! When it is cut off (its plugin's deadline passed, or the worker dropped
 //! the call), the statement still running is stopped from outside the
-//! connection (`sqlite3_interrupt`, `pg_cancel_backend`, `KILL QUERY`) and
-//! the connection is closed, never handed back mid-statement.
+//! connection (`sqlite3_interrupt` and a progress handler on SQLite, the
+//! server ending the connection's session on PostgreSQL and MySQL) and the
+//! connection is closed, never handed back mid-statement.
 //!
 //! sqlx's own pool is not used: it cannot carry what cutting a statement
 //! off needs (the backend's process id, SQLite's raw handle) alongside each
@@ -40,8 +42,8 @@ use crate::state::MemoryBudget;
 /// fast, with a retryable error.
 pub(super) const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// How long cancelling a cut-off statement may take (open a second
-/// connection, send the cancel) before the connection is dropped anyway.
+/// How long stopping a cut-off statement may take (open a second
+/// connection, end the session) before the connection is dropped anyway.
 /// Loopback takes milliseconds; a slow network, some hundreds.
 const CANCEL_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -65,9 +67,9 @@ enum Raw {
 enum Handle {
     /// `sqlite3_interrupt` on the raw handle.
     Sqlite(RawHandle),
-    /// `pg_cancel_backend` with the backend's process id.
+    /// `pg_terminate_backend` with the backend's process id.
     Postgres(i32),
-    /// `KILL QUERY` with the connection's id.
+    /// `KILL CONNECTION` with the connection's id.
     MySql(u64),
 }
 
@@ -407,8 +409,8 @@ impl Drop for Lease {
     }
 }
 
-/// Rolls back a transaction the call left open (and on MySQL releases
-/// table locks). Whether the connection can serve another call: `false`
+/// Rolls back a transaction the call left open and releases session-level
+/// locks (PostgreSQL advisory locks, MySQL table and named locks). Whether the connection can serve another call: `false`
 /// when its state cannot be known.
 async fn reset(raw: &mut Raw) -> bool {
     match raw {
@@ -425,17 +427,28 @@ async fn reset(raw: &mut Raw) -> bool {
         // The server's view of the transaction is private to sqlx; asking
         // it to "begin" with a statement that begins nothing tells: a
         // transaction is open exactly when that succeeds.
+        // Session-level advisory locks (`pg_advisory_lock`) outlive any
+        // transaction and would keep other plugins waiting for as long as
+        // the connection lives. (`DISCARD ALL` would also drop them, and
+        // sqlx's prepared statements with them.)
         Raw::Postgres(conn) => {
-            !conn.is_in_transaction() && rolled_back(conn.begin_with("SELECT 1").await).await
+            !conn.is_in_transaction()
+                && rolled_back(conn.begin_with("SELECT 1").await).await
+                && conn
+                    .execute("SELECT pg_advisory_unlock_all()")
+                    .await
+                    .is_ok()
         }
-        // Table locks (`LOCK TABLES`, `FLUSH TABLES WITH READ LOCK`) live
-        // with the session, outside any transaction, and would keep every
-        // other session out; released after the rollback, since releasing
-        // them commits a transaction still open.
+        // Table locks (`LOCK TABLES`, `FLUSH TABLES WITH READ LOCK`) and
+        // named locks (`GET_LOCK`) live with the session, outside any
+        // transaction, and would keep every other session out; released
+        // after the rollback, since releasing table locks commits a
+        // transaction still open.
         Raw::MySql(conn) => {
             !conn.is_in_transaction()
                 && rolled_back(conn.begin_with("DO 0").await).await
                 && conn.execute("UNLOCK TABLES").await.is_ok()
+                && conn.execute("DO RELEASE_ALL_LOCKS()").await.is_ok()
         }
     }
 }
@@ -453,8 +466,12 @@ async fn rolled_back<DB: sqlx::Database>(
 }
 
 /// Stops whatever `conn` still runs and closes it. SQLite is interrupted at
-/// once; a server is sent a cancel from a second connection in the
-/// background. The connection keeps its permit until it is closed (or
+/// once (and its progress handler stops a statement that had not started
+/// yet). On a server, a second connection ends the connection's session in
+/// the background: a cancel (`pg_cancel_backend`, `KILL QUERY`) that
+/// arrives before the statement starts stops nothing, and a server does not
+/// notice a closed socket while a statement runs, so the statement would
+/// run to its end; ending the session stops it whether or not it started. The connection keeps its permit until it is closed (or
 /// [`CANCEL_TIMEOUT`] passes), so a plugin cannot pile up connections by
 /// timing out.
 fn cut_off(conn: Conn, pool: &PluginPool) {
@@ -479,15 +496,8 @@ fn cut_off(conn: Conn, pool: &PluginPool) {
                 return;
             };
             pool.databases.close_later(async move {
-                let cancel = async {
-                    let mut other = options.connect().await?;
-                    sqlx::query("SELECT pg_cancel_backend($1)")
-                        .bind(pid)
-                        .execute(&mut other)
-                        .await?;
-                    other.close().await
-                };
-                finish_cancel(tokio::time::timeout(CANCEL_TIMEOUT, cancel).await);
+                let end = end_postgres_session(&options, pid);
+                finish_cancel(tokio::time::timeout(CANCEL_TIMEOUT, end).await);
                 let _ = tokio::time::timeout(CANCEL_TIMEOUT, raw.close()).await;
                 drop(permit);
             });
@@ -497,12 +507,8 @@ fn cut_off(conn: Conn, pool: &PluginPool) {
                 return;
             };
             pool.databases.close_later(async move {
-                let cancel = async {
-                    let mut other = options.connect().await?;
-                    other.execute(format!("KILL QUERY {id}").as_str()).await?;
-                    other.close().await
-                };
-                finish_cancel(tokio::time::timeout(CANCEL_TIMEOUT, cancel).await);
+                let end = end_mysql_session(&options, id);
+                finish_cancel(tokio::time::timeout(CANCEL_TIMEOUT, end).await);
                 let _ = tokio::time::timeout(CANCEL_TIMEOUT, raw.close()).await;
                 drop(permit);
             });
@@ -512,12 +518,33 @@ fn cut_off(conn: Conn, pool: &PluginPool) {
     }
 }
 
+/// Ends backend `pid`'s session from a second connection: the statement
+/// it runs stops, and so does one that reaches it later.
+async fn end_postgres_session(options: &PgConnectOptions, pid: i32) -> Result<(), sqlx::Error> {
+    let mut other = options.connect().await?;
+    sqlx::query("SELECT pg_terminate_backend($1)")
+        .bind(pid)
+        .execute(&mut other)
+        .await?;
+    other.close().await
+}
+
+/// Ends connection `id`'s session from a second connection: the statement
+/// it runs stops, and so does one that reaches it later.
+async fn end_mysql_session(options: &MySqlConnectOptions, id: u64) -> Result<(), sqlx::Error> {
+    let mut other = options.connect().await?;
+    other
+        .execute(format!("KILL CONNECTION {id}").as_str())
+        .await?;
+    other.close().await
+}
+
 fn finish_cancel(result: Result<Result<(), sqlx::Error>, tokio::time::error::Elapsed>) {
     match result {
         Ok(Ok(())) => {}
-        Ok(Err(err)) => tracing::warn!("could not cancel a timed-out statement: {err}"),
+        Ok(Err(err)) => tracing::warn!("could not stop a timed-out statement: {err}"),
         Err(_) => tracing::warn!(
-            "could not cancel a timed-out statement within {} s",
+            "could not stop a timed-out statement within {} s",
             CANCEL_TIMEOUT.as_secs()
         ),
     }
@@ -534,5 +561,57 @@ fn ending(err: Option<&sqlx::Error>) -> End {
             | sqlx::Error::WorkerCrashed,
         ) => End::Broken,
         Some(_) => End::CutOff,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The race of a deadline falling after a statement was sent but before
+    //! the server started it, made certain: the session is ended first.
+    //! (PostgreSQL and MariaDB as in the integration tests.)
+
+    use std::str::FromStr;
+
+    use super::*;
+
+    /// Longest the statement after the end of its session may take to fail.
+    const WITHIN: Duration = Duration::from_secs(5);
+
+    #[tokio::test]
+    async fn postgres_a_statement_sent_after_the_session_ended_does_not_run() {
+        let url = std::env::var("HOOKHOST_TEST_POSTGRES_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
+        let options = PgConnectOptions::from_str(&url).unwrap();
+        let mut conn = options.connect().await.unwrap();
+        let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+        end_postgres_session(&options, pid).await.unwrap();
+        let sleep = sqlx::query("SELECT pg_sleep(60)").execute(&mut conn);
+        let outcome = tokio::time::timeout(WITHIN, sleep).await;
+        assert!(
+            matches!(outcome, Ok(Err(_))),
+            "the statement ran on: {outcome:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn mariadb_a_statement_sent_after_the_session_ended_does_not_run() {
+        let url = std::env::var("HOOKHOST_TEST_MYSQL_URL")
+            .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".to_owned());
+        let options = MySqlConnectOptions::from_str(&url).unwrap();
+        let mut conn = options.connect().await.unwrap();
+        let id: u64 = sqlx::query_scalar("SELECT CONNECTION_ID()")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+        end_mysql_session(&options, id).await.unwrap();
+        let sleep = sqlx::query("SELECT SLEEP(60)").execute(&mut conn);
+        let outcome = tokio::time::timeout(WITHIN, sleep).await;
+        assert!(
+            matches!(outcome, Ok(Err(_))),
+            "the statement ran on: {outcome:?}"
+        );
     }
 }

@@ -1,6 +1,12 @@
 //! Collecting a query's rows, one at a time, each charged to the plugin's
 //! memory budget as it arrives: a result too large for the plugin stops
 //! the query instead of growing the host.
+//!
+//! Each row is charged twice its size. The charge ends when the rows are
+//! handed to the plugin, and the host still holds them while they are
+//! copied into the plugin's memory (which counts against the same cap as
+//! it grows); charging twice keeps what the host holds plus that copy
+//! within the cap.
 
 use super::pool::End;
 use super::{capped, values};
@@ -9,6 +15,11 @@ use crate::state::{HostCharge, MemoryBudget, MemoryCapExceeded};
 
 /// What the host names the rows it holds while collecting a query's result.
 const ROWS: &str = "SQL result rows";
+
+/// Bytes charged per byte collected: the rows themselves, and room for
+/// their copy into the plugin's memory, made after the charge ends (see
+/// the module's documentation).
+const CHARGE_FACTOR: usize = 2;
 
 /// Why a query stopped.
 pub(super) enum QueryError {
@@ -44,12 +55,14 @@ impl Collected {
             let names = columns();
             let bytes = names.iter().map(String::len).sum::<usize>()
                 + std::mem::size_of_val(names.as_slice());
-            self.charge.grow(bytes, ROWS).map_err(QueryError::Memory)?;
+            self.charge
+                .grow(bytes.saturating_mul(CHARGE_FACTOR), ROWS)
+                .map_err(QueryError::Memory)?;
             self.columns = Some(names);
         }
         let row = row.map_err(|why| QueryError::Sql(SqlError::Statement(capped(why))))?;
         self.charge
-            .grow(values::row_bytes(&row), ROWS)
+            .grow(values::row_bytes(&row).saturating_mul(CHARGE_FACTOR), ROWS)
             .map_err(QueryError::Memory)?;
         self.rows.push(row);
         Ok(())

@@ -5,10 +5,13 @@
 //! loads code, and limits on how large one value or statement may be.
 //!
 //! Also the raw handle through which a statement cut off by its plugin's
-//! deadline is interrupted.
+//! deadline is interrupted, and a progress handler that stops a statement
+//! started after that interrupt.
 
 use std::ffi::{c_char, c_int, c_void, CStr};
 use std::ptr::{self, NonNull};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use libsqlite3_sys as ffi;
 use sqlx::sqlite::SqliteConnection;
@@ -48,11 +51,25 @@ const DENIED_FUNCTIONS: &[&str] = &[
 ];
 
 /// Longest string or blob one value may be (`SQLITE_LIMIT_LENGTH`, default
-/// 1 GB). Far above any event row the hooks write (the largest event the
-/// tests send has 1 MB of metadata), and small enough that one expression
-/// (`randomblob`, `group_concat` over a recursive CTE) cannot make the host
-/// allocate gigabytes on a plugin's behalf.
-pub(super) const MAX_VALUE_BYTES: c_int = 16 << 20;
+/// 1 GB): 4 MiB, the default `max_event_kib`, so the metadata of any event
+/// of the default size fits in one value. A row SQLite returns is built
+/// whole before the host can count it against the plugin's memory, so this
+/// times [`MAX_COLUMNS`] (256 MiB) is the most one row can make the host
+/// allocate on a plugin's behalf; with 16 MiB it would be 1 GiB.
+pub(super) const MAX_VALUE_BYTES: c_int = 4 << 20;
+
+/// Most columns one table, index, result row, `GROUP BY` or `ORDER BY` may
+/// have (`SQLITE_LIMIT_COLUMN`, default 2,000). The built-in `sql` hook's
+/// table has 13; 64 leaves room for wider tables while bounding one row
+/// (see [`MAX_VALUE_BYTES`]).
+pub(super) const MAX_COLUMNS: c_int = 64;
+
+/// Virtual-machine instructions between two calls of the progress handler,
+/// which stops a statement started after its connection was cut off. An
+/// atomic load every thousand instructions costs nothing measurable, and
+/// SQLite runs a thousand instructions in microseconds, so the statement
+/// stops as soon as it starts.
+const PROGRESS_OPS: i32 = 1000;
 
 /// Longest SQL text of one statement (`SQLITE_LIMIT_SQL_LENGTH`, default
 /// 1 GB). Statements with parameters are short; 1 MiB leaves room for
@@ -68,13 +85,19 @@ pub(super) struct GuardError {
 }
 
 /// A connection's `sqlite3*`, kept to interrupt a statement from another
-/// thread.
+/// thread, and the flag its progress handler reads.
 ///
-/// It is only ever passed to `sqlite3_interrupt`, which SQLite documents as
-/// safe to call from any thread while the connection is open; the handle
-/// is kept next to the connection that owns it, and interrupted only before
-/// that connection is dropped.
-pub(super) struct RawHandle(NonNull<ffi::sqlite3>);
+/// The pointer is only ever passed to `sqlite3_interrupt`, which SQLite
+/// documents as safe to call from any thread while the connection is open;
+/// the handle is kept next to the connection that owns it, and interrupted
+/// only before that connection is dropped.
+pub(super) struct RawHandle {
+    db: NonNull<ffi::sqlite3>,
+    /// Set when the connection is cut off; its progress handler then stops
+    /// every statement. Never cleared: a cut-off connection is closed, not
+    /// reused.
+    cut: Arc<AtomicBool>,
+}
 
 // SAFETY: see the type's documentation: the pointer is only used with
 // `sqlite3_interrupt`, which is thread-safe, while its connection is open.
@@ -83,10 +106,14 @@ unsafe impl Sync for RawHandle {}
 
 impl RawHandle {
     /// Stops the statement running on the connection, if any: it fails
-    /// with `SQLITE_INTERRUPT` at its next step.
+    /// with `SQLITE_INTERRUPT` at its next step. `sqlite3_interrupt` alone
+    /// does nothing when no statement runs yet (one sqlx has queued for the
+    /// connection's thread but not started), so the flag is set first: the
+    /// progress handler stops any statement the connection starts later.
     pub(super) fn interrupt(&self) {
+        self.cut.store(true, Ordering::Release);
         // SAFETY: the connection is open (see the type's documentation).
-        unsafe { ffi::sqlite3_interrupt(self.0.as_ptr()) }
+        unsafe { ffi::sqlite3_interrupt(self.db.as_ptr()) }
     }
 }
 
@@ -95,6 +122,11 @@ impl RawHandle {
 /// authorizer would otherwise refuse.
 pub(super) async fn install(conn: &mut SqliteConnection) -> Result<RawHandle, InstallError> {
     let mut locked = conn.lock_handle().await.map_err(InstallError::Sqlx)?;
+    let cut = Arc::new(AtomicBool::new(false));
+    let flag = cut.clone();
+    // sqlx owns the handler (and frees it with the connection); returning
+    // `false` makes the running statement fail with `SQLITE_INTERRUPT`.
+    locked.set_progress_handler(PROGRESS_OPS, move || !flag.load(Ordering::Acquire));
     let db = locked.as_raw_handle();
     // SAFETY: the handle is locked out of the worker thread for the length
     // of these calls; the authorizer is a plain function with no state.
@@ -126,9 +158,10 @@ pub(super) async fn install(conn: &mut SqliteConnection) -> Result<RawHandle, In
         }
         ffi::sqlite3_limit(db, ffi::SQLITE_LIMIT_ATTACHED, 0);
         ffi::sqlite3_limit(db, ffi::SQLITE_LIMIT_LENGTH, MAX_VALUE_BYTES);
+        ffi::sqlite3_limit(db, ffi::SQLITE_LIMIT_COLUMN, MAX_COLUMNS);
         ffi::sqlite3_limit(db, ffi::SQLITE_LIMIT_SQL_LENGTH, MAX_SQL_BYTES);
     }
-    Ok(RawHandle(db))
+    Ok(RawHandle { db, cut })
 }
 
 /// Whether `conn` is inside a transaction (SQLite's own view, which also
@@ -210,6 +243,33 @@ mod tests {
 
     use super::*;
 
+    /// The race of a deadline falling after sqlx queued a statement but
+    /// before SQLite started it, made certain: the interrupt comes first.
+    #[tokio::test]
+    async fn a_statement_started_after_the_interrupt_is_stopped_too() {
+        let mut conn = SqliteConnectOptions::from_str("sqlite::memory:")
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let handle = install(&mut conn).await.unwrap();
+        handle.interrupt();
+        let forever = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) \
+                       SELECT count(*) FROM c";
+        let run = sqlx::query_scalar::<_, i64>(forever).fetch_one(&mut conn);
+        let outcome = tokio::time::timeout(std::time::Duration::from_secs(5), run).await;
+        let stopped = match outcome {
+            Ok(result) => result.unwrap_err().to_string(),
+            Err(_) => {
+                // Running now, so this interrupt reaches it; the test fails
+                // without leaving a thread spinning.
+                unsafe { ffi::sqlite3_interrupt(handle.db.as_ptr()) };
+                panic!("the statement was still running after 5 s");
+            }
+        };
+        assert!(stopped.contains("interrupted"), "{stopped}");
+    }
+
     #[tokio::test]
     async fn the_settings_and_limits_are_on_the_connection() {
         let mut conn = SqliteConnectOptions::from_str("sqlite::memory:")
@@ -233,6 +293,7 @@ mod tests {
         let limit = |id: c_int| unsafe { ffi::sqlite3_limit(db, id, -1) };
         assert_eq!(limit(ffi::SQLITE_LIMIT_ATTACHED), 0);
         assert_eq!(limit(ffi::SQLITE_LIMIT_LENGTH), MAX_VALUE_BYTES);
+        assert_eq!(limit(ffi::SQLITE_LIMIT_COLUMN), MAX_COLUMNS);
         assert_eq!(limit(ffi::SQLITE_LIMIT_SQL_LENGTH), MAX_SQL_BYTES);
     }
 }
