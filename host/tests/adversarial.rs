@@ -368,3 +368,25 @@ async fn asking_for_huge_random_buffers_traps_without_host_growth() {
     );
     host.shutdown().await;
 }
+
+#[tokio::test]
+async fn one_write_past_check_write_traps_without_host_growth() {
+    let _alone = EXCLUSIVE.write().await;
+    let host = host_with("opens-streams", "").await;
+    let before = resident_bytes();
+    // 32 MiB in one write: a stream that took it whole would keep that
+    // buffer after logging the line.
+    let report = attack_then_serve(&host, script(json!({"one_write": 32 << 20})), 1).await;
+    let failure = outcome_of(&report, "opens-streams")
+        .result
+        .clone()
+        .unwrap_err();
+    assert_eq!(failure.class, FailureClass::Trap, "{failure}");
+    assert!(
+        failure.message.contains("more than check-write allows"),
+        "{failure}"
+    );
+    let grown = resident_bytes().saturating_sub(before);
+    assert!(grown < 64 << 20, "the host grew by {grown} bytes");
+    host.shutdown().await;
+}

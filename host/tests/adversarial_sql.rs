@@ -14,15 +14,12 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use common::{resident_bytes, EXCLUSIVE};
 use hookhost::{Event, Failure, FailureClass, Host};
 use serde_json::{json, Value};
 
 const POSTGRES_DEFAULT: &str = "postgres://postgres@127.0.0.1:5432/test";
 const MYSQL_DEFAULT: &str = "mysql://root@127.0.0.1:3306/test";
-
-/// The memory test reads the process's resident size: it runs alone, the
-/// others side by side.
-static EXCLUSIVE: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
 
 fn postgres_url() -> String {
     std::env::var("HOOKHOST_TEST_POSTGRES_URL").unwrap_or_else(|_| POSTGRES_DEFAULT.to_owned())
@@ -1020,23 +1017,6 @@ async fn sqlite_a_statement_past_1_mib_is_refused() {
 // ---------------------------------------------------------------------
 // Results cannot make the host hold unbounded memory.
 // ---------------------------------------------------------------------
-
-/// The process's resident set, in bytes.
-fn resident_bytes() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let line = status
-        .lines()
-        .find(|line| line.starts_with("VmRSS:"))
-        .unwrap();
-    let kib: u64 = line
-        .trim_start_matches("VmRSS:")
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .unwrap();
-    kib * 1024
-}
 
 #[tokio::test]
 async fn a_result_larger_than_the_plugins_memory_stops_it_as_out_of_memory() {
