@@ -169,6 +169,86 @@ async fn line_breaks_in_header_names_or_values_are_refused_and_nothing_is_sent()
 }
 
 #[tokio::test]
+async fn thirty_thousand_headers_are_refused_and_the_plugin_serves_its_next_event() {
+    let (addr, mut received) = receiver::start().await;
+    let host = start_host(
+        "http-client",
+        &http_grant(&addr.to_string(), &["127.0.0.1"]),
+    )
+    .await;
+    let url = format!("http://{addr}/ok");
+    let message = attack(
+        &host,
+        "http-client",
+        json!({"url": url, "header_count": 30_000}),
+    )
+    .await;
+    assert!(
+        message.starts_with(
+            "invalid request: the request has 30000 headers, over the bound of 100 per request"
+        ),
+        "{message}"
+    );
+    assert!(arrived(&mut received).await.is_empty());
+    // The same plugin's next event is served: its worker is alive. At the
+    // bound, the headers are sent.
+    let at_bound = json!({"url": url, "header_count": 100});
+    assert_eq!(attack(&host, "http-client", at_bound).await, "ok");
+    let arrived = arrived(&mut received).await;
+    assert_eq!(arrived.len(), 1);
+    assert_eq!(arrived[0].header("x-h99"), Some("v"));
+    host.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ten_megabyte_url_is_refused_and_a_long_denial_logs_a_short_line() {
+    // Through the library: the error names the size, not the URL.
+    let host = start_host("http-client", "").await;
+    let huge = json!({"url": "http://127.0.0.1:9/", "path_bytes": 10_000_000});
+    let message = attack(&host, "http-client", huge.clone()).await;
+    assert!(
+        message
+            .starts_with("invalid request: the URL is 10000019 bytes long, over the 8192-byte cap"),
+        "{message}"
+    );
+    assert!(message.len() < 200, "{} bytes", message.len());
+    host.shutdown().await;
+
+    // Through the command: the huge URL, then one under the cap but far
+    // from any grant, whose denial names it.
+    let long = json!({"url": "http://127.0.0.1:9/", "path_bytes": 8_000});
+    let lines: String = [huge, long]
+        .into_iter()
+        .map(|metadata| {
+            format!(
+                "{}\n",
+                json!({"event_type": "Attack", "metadata": metadata})
+            )
+        })
+        .collect();
+    let dir = common::plugins_dir(&["http-client", "noop"]);
+    let mut command = common::hookhost_command();
+    command.arg("run").arg("--plugins").arg(dir.path());
+    let output = tokio::task::spawn_blocking(move || common::run_with_input(&mut command, &lines))
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let denials: Vec<&str> = stderr
+        .lines()
+        .filter(|line| line.contains("http request denied"))
+        .collect();
+    assert_eq!(denials.len(), 1, "{stderr}");
+    assert!(
+        denials[0].contains("... (cut: ") && denials[0].len() < 1500,
+        "{} bytes: {}",
+        denials[0].len(),
+        denials[0]
+    );
+    assert!(stderr.len() < 64 << 10, "{} bytes of stderr", stderr.len());
+}
+
+#[tokio::test]
 async fn an_ipv4_mapped_loopback_address_needs_its_own_private_listing() {
     let (addr, mut received) = receiver::start().await;
     let port = addr.port();
@@ -293,10 +373,15 @@ async fn redirect_hops_count_toward_the_per_event_bound() {
 /// An `email-client` host whose mailer `alerts` is the SMTP server at
 /// `addr`.
 async fn email_host(addr: SocketAddr) -> Host {
+    email_host_with(addr, "").await
+}
+
+/// [`email_host`] with `extra` lines in the plugin's section.
+async fn email_host_with(addr: SocketAddr, extra: &str) -> Host {
     let toml = format!(
         "[mailers.alerts]\nhost = \"127.0.0.1\"\nport = {}\ntls = \"none\"\n\
          from = \"hookhost <alerts@example.com>\"\n\
-         [plugins.email-client]\nmailers = [\"alerts\"]\ntimeout_ms = 10000\n",
+         [plugins.email-client]\nmailers = [\"alerts\"]\ntimeout_ms = 10000\n{extra}",
         addr.port()
     );
     start_host("email-client", &toml).await
@@ -346,6 +431,58 @@ async fn a_thousand_recipients_in_one_message_are_refused() {
         message.starts_with(
             "sent 0 of 1; first error: denied: a message to 1000 recipients (to and cc) is \
              over the bound of 50 per message"
+        ),
+        "{message}"
+    );
+    assert!(delivered(&mut received).await.is_empty());
+    host.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_million_recipients_are_refused_by_their_count_before_any_is_read() {
+    let (addr, mut received) = receiver::smtp().await;
+    // Room for the guest to build a million addresses.
+    let host = email_host_with(addr, "memory_mib = 512\nfuel = 20000000000\n").await;
+    // The last address is not one: the count is refused before it is read.
+    let started = Instant::now();
+    let message = attack(
+        &host,
+        "email-client",
+        json!({"messages": 1, "recipients": 1_000_000, "bad_recipient": true}),
+    )
+    .await;
+    assert!(
+        message.starts_with(
+            "sent 0 of 1; first error: denied: a message to 1000000 recipients (to and cc) \
+             is over the bound of 50 per message"
+        ),
+        "{message}"
+    );
+    // Parsing the million addresses first took over a minute.
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(delivered(&mut received).await.is_empty());
+    host.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_ten_megabyte_body_is_refused_and_nothing_is_delivered() {
+    let (addr, mut received) = receiver::smtp().await;
+    let host = email_host(addr).await;
+    let message = attack(
+        &host,
+        "email-client",
+        json!({"messages": 1, "recipients": 1, "body_bytes": 10 << 20}),
+    )
+    .await;
+    // "message 0" and ten MiB of body.
+    assert!(
+        message.starts_with(
+            "sent 0 of 1; first error: invalid: subject and body take 10485769 bytes, over \
+             the cap of 1048576 bytes per message"
         ),
         "{message}"
     );

@@ -2,7 +2,9 @@
 //! requests go through; hosts, private addresses and redirects outside the
 //! grant are denied with the config line that would allow them; requests
 //! are bounded by the plugin's deadline and bodies by their cap; the
-//! plugin's headers arrive, its credentials only at their own origin.
+//! plugin's headers arrive, its credentials only at their own origin; a
+//! connection the server drops is a connection failure; an idle connection
+//! is reused by the next event and closed after a few idle seconds.
 
 mod common;
 
@@ -12,8 +14,11 @@ use std::time::{Duration, Instant};
 use hookhost::{Event, Host};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
+use tokio::sync::mpsc;
 
 /// A small HTTP/1.1 server with a few fixed routes; stops with the runtime.
+/// `/hangup` reads the request and closes the connection without an
+/// answer.
 async fn server() -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -40,6 +45,7 @@ async fn server() -> SocketAddr {
                     out
                 };
                 let response = match path.as_str() {
+                    "/hangup" => return,
                     "/ok" => respond("200 OK", "", b"hello"),
                     "/redirect-in" => respond("302 Found", "location: /ok\r\n", b""),
                     "/redirect-out" => {
@@ -258,4 +264,81 @@ async fn credentials_follow_a_redirect_only_within_their_origin() {
         assert_eq!(request.header("authorization"), Some("Bearer t0ken"));
         assert_eq!(request.header("cookie"), Some("s=1"));
     }
+}
+
+#[tokio::test]
+async fn a_connection_closed_after_the_request_is_a_connection_failure() {
+    let addr = server().await;
+    let host = host(&granted(addr)).await;
+    let message = fetch(&host, &format!("http://{addr}/hangup")).await;
+    // Not `invalid request`, which the SDK takes as permanent: the request
+    // was fine, the connection broke.
+    assert!(message.starts_with("connection failed: "), "{message}");
+}
+
+/// What the keep-alive server saw on its connections, numbered in the
+/// order they were accepted.
+#[derive(Debug, PartialEq)]
+enum Seen {
+    Request(usize),
+    Closed(usize),
+}
+
+/// An HTTP/1.1 server that answers every request `200 ok` and keeps the
+/// connection open for the next one, reporting each request and each
+/// connection the client closes.
+async fn keep_alive_server() -> (SocketAddr, mpsc::UnboundedReceiver<Seen>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (sender, seen) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut next = 0;
+        while let Ok((mut conn, _)) = listener.accept().await {
+            let (id, sender) = (next, sender.clone());
+            next += 1;
+            tokio::spawn(async move {
+                let mut request = Vec::new();
+                let mut buf = [0u8; 4096];
+                loop {
+                    match conn.read(&mut buf).await {
+                        Ok(0) | Err(_) => {
+                            let _ = sender.send(Seen::Closed(id));
+                            return;
+                        }
+                        Ok(n) => request.extend_from_slice(&buf[..n]),
+                    }
+                    if request.windows(4).any(|w| w == b"\r\n\r\n") {
+                        request.clear();
+                        let _ = sender.send(Seen::Request(id));
+                        let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                        let _ = conn.write_all(answer).await;
+                    }
+                }
+            });
+        }
+    });
+    (addr, seen)
+}
+
+#[tokio::test]
+async fn an_idle_connection_is_reused_then_closed_within_seconds() {
+    let (addr, mut seen) = keep_alive_server().await;
+    let host = host(&granted(addr)).await;
+    for _ in 0..2 {
+        assert_eq!(fetch(&host, &format!("http://{addr}/ok")).await, "ok");
+    }
+    assert_eq!(seen.recv().await, Some(Seen::Request(0)));
+    assert_eq!(seen.recv().await, Some(Seen::Request(0)), "one connection");
+    // reqwest's default keeps it for 90 seconds; the host's client closes
+    // it after 5 idle seconds (checked every 5 seconds), with the host
+    // still running.
+    let idle = Instant::now();
+    let closed = tokio::time::timeout(Duration::from_secs(15), seen.recv()).await;
+    assert_eq!(
+        closed.ok().flatten(),
+        Some(Seen::Closed(0)),
+        "after {:?}",
+        idle.elapsed()
+    );
+    host.shutdown().await;
 }

@@ -30,6 +30,11 @@ pub const MAX_RECIPIENTS_PER_MESSAGE: u32 = 50;
 /// worth, so splitting a long list into many messages does not get past
 /// the per-message bound.
 pub const MAX_RECIPIENTS_PER_EVENT: u32 = 100;
+/// Bytes of subject and body of one message, together: 1 MiB, the cap of
+/// an HTTP request body. A plain-text alert is a few KiB; many servers
+/// refuse messages over 10 to 25 MiB, and the host would hold and encode
+/// the whole message in memory before sending it.
+pub const MAX_TEXT_BYTES: usize = 1 << 20;
 
 /// How the connection to the SMTP server is secured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -138,6 +143,37 @@ impl EmailAccess {
     }
 }
 
+/// Checks the sizes of `message` before anything is parsed or built from
+/// it: at most [`MAX_RECIPIENTS_PER_MESSAGE`] recipients (`denied`, like
+/// the other bounds on what a message may do) and [`MAX_TEXT_BYTES`] of
+/// subject and body (`invalid`: the message itself is too big to send).
+/// Returns the number of recipients.
+fn check_sizes(plugin: &str, message: &Message) -> Result<u32, EmailError> {
+    let recipients = message.to.len().saturating_add(message.cc.len());
+    let recipients = u32::try_from(recipients).unwrap_or(u32::MAX);
+    check_recipients(plugin, recipients)?;
+    let text = message.subject.len().saturating_add(message.body.len());
+    if text > MAX_TEXT_BYTES {
+        return Err(EmailError::Invalid(format!(
+            "subject and body take {text} bytes, over the cap of {MAX_TEXT_BYTES} bytes per \
+             message; send a summary and link to the rest"
+        )));
+    }
+    Ok(recipients)
+}
+
+/// Whether one message may go to `recipients` addresses.
+fn check_recipients(plugin: &str, recipients: u32) -> Result<(), EmailError> {
+    if recipients > MAX_RECIPIENTS_PER_MESSAGE {
+        return Err(EmailError::Denied(format!(
+            "a message to {recipients} recipients (to and cc) is over the bound of \
+             {MAX_RECIPIENTS_PER_MESSAGE} per message; plugin {plugin} should send to a list \
+             address instead, or split the recipients over several events"
+        )));
+    }
+    Ok(())
+}
+
 /// The message as lettre builds it, or why it cannot be built.
 fn build(from: &Mailbox, message: Message) -> Result<lettre::Message, EmailError> {
     let invalid =
@@ -167,13 +203,7 @@ fn build(from: &Mailbox, message: Message) -> Result<lettre::Message, EmailError
 /// Counts one message to `recipients` addresses against the event's
 /// bounds, or says which bound it would pass.
 fn count(effects: &mut EventEffects, plugin: &str, recipients: u32) -> Result<(), EmailError> {
-    if recipients > MAX_RECIPIENTS_PER_MESSAGE {
-        return Err(EmailError::Denied(format!(
-            "a message to {recipients} recipients (to and cc) is over the bound of \
-             {MAX_RECIPIENTS_PER_MESSAGE} per message; plugin {plugin} should send to a list \
-             address instead, or split the recipients over several events"
-        )));
-    }
+    check_recipients(plugin, recipients)?;
     if effects.emails >= MAX_MESSAGES_PER_EVENT {
         return Err(EmailError::Denied(format!(
             "plugin {plugin} has sent {MAX_MESSAGES_PER_EVENT} messages in this event, the \
@@ -213,8 +243,7 @@ impl crate::bindings::hookhost::hooks::email::Host for PluginState {
                  [mailers.{mailer}] and add \"{mailer}\" to mailers in [plugins.{plugin}]"
             ))
         })?;
-        let recipients = message.to.len().saturating_add(message.cc.len());
-        let recipients = u32::try_from(recipients).unwrap_or(u32::MAX);
+        let recipients = check_sizes(plugin, &message)?;
         let message = build(&spec.from, message)?;
         count(&mut self.effects, plugin, recipients)?;
         let left = self.deadline.saturating_duration_since(Instant::now());
@@ -261,5 +290,32 @@ mod tests {
         }
         let why = denial(count(&mut effects, "p", 1));
         assert!(why.contains("has sent 10 messages in this event"), "{why}");
+    }
+
+    fn message(recipients: usize, body_bytes: usize) -> Message {
+        Message {
+            to: vec!["not an address".to_owned(); recipients],
+            cc: Vec::new(),
+            subject: "s".to_owned(),
+            body: "x".repeat(body_bytes),
+        }
+    }
+
+    #[test]
+    fn sizes_are_checked_before_any_address_is_read() {
+        let over = MAX_RECIPIENTS_PER_MESSAGE as usize + 1;
+        let why = denial(check_sizes("p", &message(over, 1)).map(drop));
+        assert!(why.contains("a message to 51 recipients"), "{why}");
+        match check_sizes("p", &message(1, MAX_TEXT_BYTES)) {
+            Err(EmailError::Invalid(why)) => assert!(
+                why.starts_with("subject and body take 1048577 bytes, over the cap of 1048576"),
+                "{why}"
+            ),
+            other => panic!("not refused: {other:?}"),
+        }
+        assert_eq!(
+            check_sizes("p", &message(50, MAX_TEXT_BYTES - 1)).ok(),
+            Some(50)
+        );
     }
 }

@@ -15,8 +15,10 @@
 //! sets one of those headers is refused, and its credential headers are
 //! not carried across a redirect to another origin. Each event may send at most
 //! [`MAX_REQUESTS_PER_EVENT`] requests; each request gets what is left of
-//! the plugin's deadline; bodies are capped, and a response body is counted
-//! against the plugin's memory cap while the host reads it.
+//! the plugin's deadline; URLs, header counts and sizes, and bodies are
+//! capped (checked before anything is built), and a response body is
+//! counted against the plugin's memory cap while the host reads it. An
+//! idle connection is kept for the next request for a few seconds at most.
 
 mod addresses;
 mod headers;
@@ -33,19 +35,41 @@ use self::addresses::is_public;
 use self::headers::{drop_credentials_across_origins, plugin_headers};
 use crate::bindings::hookhost::hooks::http::{HttpError, Request, Response};
 use crate::log_limit::{Admit, LogLimit, PER_SECOND};
-use crate::printable::escape_controls;
+use crate::printable::{escape_controls, truncate};
 use crate::state::{EventEffects, MemoryBudget, PluginState};
 
 /// Largest request or response body.
 pub const MAX_BODY_BYTES: usize = 1 << 20;
 /// Redirects followed per request.
 const MAX_REDIRECTS: usize = 5;
+/// Longest URL a plugin may ask for, and a redirect may lead to. 8 KiB is
+/// the request line most servers accept (nginx's default buffer, Apache's
+/// `LimitRequestLine`), so a longer URL would be refused by the server
+/// anyway; the bound keeps the URL out of error messages and logs as
+/// megabytes.
+pub const MAX_URL_BYTES: usize = 8 << 10;
+/// Most of a denial's reason written to the host log: enough for the URL
+/// shown in it (cut) and the config line that would allow it, while a
+/// plugin cannot fill the log with long lines.
+const MAX_LOGGED_REASON_BYTES: usize = 1 << 10;
+/// Idle connections the plugin's client keeps per destination host: one,
+/// which a hook sending its requests one after the other reuses, instead
+/// of as many as it ever had open at once.
+const POOL_MAX_IDLE_PER_HOST: usize = 1;
+/// How long an idle connection is kept for a next request: long enough for
+/// the requests of one event, and events arriving in a burst, to share it;
+/// short enough that a plugin's connections do not stay open at the
+/// destination long after the events that opened them (reqwest's default
+/// is 90 seconds).
+const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Requests one event may make the host send, redirect hops included. The
 /// built-in hooks send one per event (two or three with redirects); a hook
 /// fanning an event out to a few dozen endpoints still fits. The bound is
-/// what one event can make the host do to others: at most 100 connections
-/// and 100 MiB of request bodies, instead of as many as the fuel and the
-/// timeout allow.
+/// what one event can make the host do to others: at most 100 requests
+/// sent and 100 MiB of request bodies, instead of as many as the fuel and
+/// the timeout allow. (Connections are not bounded per event: they are
+/// pooled per plugin, at most [`POOL_MAX_IDLE_PER_HOST`] idle per host, for
+/// at most [`POOL_IDLE_TIMEOUT`].)
 pub const MAX_REQUESTS_PER_EVENT: u32 = 100;
 
 /// One `http_allow` entry: `[scheme://]host[:port]`, where the host may
@@ -230,6 +254,8 @@ impl HttpAccess {
                 // an address no grant names.
                 .no_proxy()
                 .redirect(reqwest::redirect::Policy::none())
+                .pool_max_idle_per_host(POOL_MAX_IDLE_PER_HOST)
+                .pool_idle_timeout(POOL_IDLE_TIMEOUT)
                 .dns_resolver(Arc::new(resolver))
                 .build()
                 .map_err(|err| tracing::error!(plugin, "cannot build the HTTP client: {err}"))
@@ -244,13 +270,21 @@ impl HttpAccess {
     }
 
     /// Counts a denial, and logs it unless this plugin's denials are
-    /// already being logged more than [`PER_SECOND`] times a second.
+    /// already being logged more than [`PER_SECOND`] times a second. The
+    /// reason (already masked by the caller) is cut to
+    /// [`MAX_LOGGED_REASON_BYTES`].
     fn report_denial(&self, plugin: &str, reason: &str) {
         self.denied.fetch_add(1, Ordering::Relaxed);
         if let Admit::Log { suppressed } = self.log_limit.admit(Instant::now()) {
             // The URL and names in it come from the plugin; URLs are
             // percent-encoded already, this keeps it true for the rest.
-            let reason = escape_controls(reason);
+            let escaped = escape_controls(reason);
+            let kept = truncate(&escaped, MAX_LOGGED_REASON_BYTES);
+            let reason = if kept.len() < escaped.len() {
+                format!("{kept}... (cut: {} bytes in all)", escaped.len())
+            } else {
+                kept.to_owned()
+            };
             if suppressed > 0 {
                 tracing::warn!(
                     plugin,
@@ -322,6 +356,14 @@ async fn send(
     effects: &mut EventEffects,
     memory: &MemoryBudget,
 ) -> Result<Response, HttpError> {
+    // Sizes first, before anything is parsed or built from the request.
+    if request.url.len() > MAX_URL_BYTES {
+        return Err(HttpError::InvalidRequest(format!(
+            "the URL is {} bytes long, over the {MAX_URL_BYTES}-byte cap; send long data in \
+             the body",
+            request.url.len()
+        )));
+    }
     let mut url = Url::parse(&request.url)
         .map_err(|err| HttpError::InvalidRequest(format!("bad URL {:?}: {err}", request.url)))?;
     let mut method = reqwest::Method::from_bytes(request.method.as_bytes())
@@ -367,6 +409,13 @@ async fn send(
         if response.status().is_redirection() {
             if let Some(location) = response.headers().get(reqwest::header::LOCATION) {
                 let location = location.to_str().unwrap_or_default();
+                if location.len() > MAX_URL_BYTES {
+                    return Err(HttpError::InvalidRequest(format!(
+                        "the server redirected to a URL of {} bytes, over the \
+                         {MAX_URL_BYTES}-byte cap",
+                        location.len()
+                    )));
+                }
                 let next = url.join(location).map_err(|err| {
                     HttpError::InvalidRequest(format!("bad redirect {location:?}: {err}"))
                 })?;
@@ -457,9 +506,13 @@ fn request_error(err: reqwest::Error) -> HttpError {
     let err = err.without_url();
     if err.is_timeout() {
         HttpError::Timeout
-    } else if err.is_builder() || err.is_request() && !err.is_connect() {
+    } else if err.is_builder() {
+        // reqwest could not build the request from what the plugin gave.
         HttpError::InvalidRequest(err.to_string())
     } else {
+        // Everything else happened on the way: a refused or reset
+        // connection, one closed before the response, a broken body.
+        // `request` errors are among them, and are worth retrying.
         let mut message = err.to_string();
         let mut source = std::error::Error::source(&err);
         while let Some(cause) = source {

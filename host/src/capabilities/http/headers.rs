@@ -15,9 +15,15 @@ use crate::bindings::hookhost::hooks::http::HttpError;
 ///   `transfer-encoding`, `content-length` and `expect` are hop-by-hop or
 ///   framing headers that the client sets from the body; a second, different
 ///   value is how requests are smuggled past a front end;
-/// - `forwarded`, `via`, `x-real-ip` and `x-forwarded-*` (below) are what
-///   proxies and load balancers trust for the client's address, host and
-///   scheme, and so for routing and access decisions.
+/// - `forwarded`, `via`, `x-real-ip`, `x-forwarded` and `x-forwarded-*`
+///   (below) are what proxies and load balancers trust for the client's
+///   address, host and scheme, and so for routing and access decisions;
+/// - `x-original-url`, `x-rewrite-url` and `x-original-host` are what some
+///   front ends (IIS, Symfony, nginx set-ups) take as the path or host the
+///   request was really for, so they too can route a request past a front
+///   end's checks;
+/// - `x-http-method-override`, `x-http-method` and `x-method-override` make
+///   frameworks handle a request as another method than the one sent.
 const HOST_OWNED_HEADERS: &[&str] = &[
     "host",
     "connection",
@@ -31,16 +37,56 @@ const HOST_OWNED_HEADERS: &[&str] = &[
     "forwarded",
     "via",
     "x-real-ip",
+    "x-forwarded",
+    "x-original-url",
+    "x-rewrite-url",
+    "x-original-host",
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
 ];
 
 /// Prefixes of header names a plugin may not set: `proxy-*` talk to a proxy
 /// (credentials, connection), `x-forwarded-*` claim what a proxy saw.
 const HOST_OWNED_PREFIXES: &[&str] = &["proxy-", "x-forwarded-"];
 
-/// The plugin's headers, checked: valid names and values (no CR, LF or
-/// other control characters), none of those the host owns.
+/// Headers one request may carry. Webhook and API calls send a handful;
+/// 100 is Apache's default `LimitRequestFields` (and hyper's default for
+/// the headers of a response), and far under the ~24,500 entries past which
+/// `HeaderMap` cannot grow.
+pub const MAX_HEADERS: usize = 100;
+
+/// Bytes of header names and values of one request, all together. 64 KiB
+/// is twice the 32 KiB of request head nginx accepts by default (four 8 KiB
+/// buffers), so a request a common server would take is not refused here,
+/// while a plugin cannot make the host build and send megabytes of headers.
+pub const MAX_HEADER_BYTES: usize = 64 << 10;
+
+/// The plugin's headers, checked: at most [`MAX_HEADERS`] of them and
+/// [`MAX_HEADER_BYTES`] in all (counted before any is looked at), valid
+/// names and values (no CR, LF or other control characters), none of those
+/// the host owns.
 pub(super) fn plugin_headers(headers: &[(String, String)]) -> Result<HeaderMap, HttpError> {
-    let mut map = HeaderMap::with_capacity(headers.len());
+    if headers.len() > MAX_HEADERS {
+        return Err(HttpError::InvalidRequest(format!(
+            "the request has {} headers, over the bound of {MAX_HEADERS} per request; send \
+             fewer, for example by moving data into the body",
+            headers.len()
+        )));
+    }
+    let bytes = headers.iter().fold(0usize, |sum, (name, value)| {
+        sum.saturating_add(name.len()).saturating_add(value.len())
+    });
+    if bytes > MAX_HEADER_BYTES {
+        return Err(HttpError::InvalidRequest(format!(
+            "the request's header names and values take {bytes} bytes, over the bound of \
+             {MAX_HEADER_BYTES} bytes per request; send large data in the body"
+        )));
+    }
+    // Never a panicking `HeaderMap` call on the plugin's input: no
+    // `with_capacity`, and `try_append` (which cannot fail under the bound
+    // above, but says so instead of panicking if it did).
+    let mut map = HeaderMap::new();
     for (name, value) in headers {
         let header = HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
             HttpError::InvalidRequest(format!(
@@ -64,7 +110,11 @@ pub(super) fn plugin_headers(headers: &[(String, String)]) -> Result<HeaderMap, 
                  a non-ASCII one; send printable ASCII only"
             ))
         })?;
-        map.append(header, value);
+        map.try_append(header, value).map_err(|_| {
+            HttpError::InvalidRequest(format!(
+                "the request has more headers than the host can hold (at most {MAX_HEADERS})"
+            ))
+        })?;
     }
     Ok(map)
 }
@@ -118,6 +168,13 @@ mod tests {
             "X-Forwarded-Proto",
             "Proxy-Authorization",
             "Proxy-Connection",
+            "X-Forwarded",
+            "X-Original-URL",
+            "X-Rewrite-URL",
+            "X-Original-Host",
+            "X-HTTP-Method-Override",
+            "X-HTTP-Method",
+            "X-Method-Override",
         ] {
             let why = refused(name, "x");
             assert!(
@@ -136,6 +193,31 @@ mod tests {
         assert!(why.contains("is not a valid HTTP header name"), "{why}");
         refused("X-A", "a\nb");
         refused("X-A", "a\0b");
+    }
+
+    #[test]
+    fn too_many_headers_or_header_bytes_are_refused_before_any_is_read() {
+        let pair = |i: usize| (format!("X-H{i}"), "v".to_owned());
+        let bound: Vec<_> = (0..MAX_HEADERS).map(pair).collect();
+        assert_eq!(plugin_headers(&bound).unwrap().len(), MAX_HEADERS);
+        // Past the bound, even headers that are themselves refused are not
+        // looked at: the count is the error.
+        let mut over: Vec<_> = (0..30_000).map(pair).collect();
+        over[0] = ("Host".to_owned(), "internal.example".to_owned());
+        let why = match plugin_headers(&over) {
+            Err(HttpError::InvalidRequest(why)) => why,
+            other => panic!("not refused: {other:?}"),
+        };
+        assert!(
+            why.starts_with("the request has 30000 headers, over the bound of 100"),
+            "{why}"
+        );
+        let big = [("X-Big".to_owned(), "v".repeat(MAX_HEADER_BYTES))];
+        let why = match plugin_headers(&big) {
+            Err(HttpError::InvalidRequest(why)) => why,
+            other => panic!("not refused: {other:?}"),
+        };
+        assert!(why.contains("over the bound of 65536 bytes"), "{why}");
     }
 
     #[test]
