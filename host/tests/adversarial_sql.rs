@@ -14,29 +14,10 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use common::servers::{mysql_url, postgres_url, unique};
 use common::{resident_bytes, EXCLUSIVE};
 use hookhost::{Event, Failure, FailureClass, Host};
 use serde_json::{json, Value};
-
-const POSTGRES_DEFAULT: &str = "postgres://postgres@127.0.0.1:5432/test";
-const MYSQL_DEFAULT: &str = "mysql://root@127.0.0.1:3306/test";
-
-fn postgres_url() -> String {
-    std::env::var("HOOKHOST_TEST_POSTGRES_URL").unwrap_or_else(|_| POSTGRES_DEFAULT.to_owned())
-}
-
-fn mysql_url() -> String {
-    std::env::var("HOOKHOST_TEST_MYSQL_URL").unwrap_or_else(|_| MYSQL_DEFAULT.to_owned())
-}
-
-/// A name no other test run uses.
-fn unique(prefix: &str) -> String {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    format!("{prefix}_{}_{nanos}", std::process::id())
-}
 
 async fn postgres() -> sqlx::PgPool {
     sqlx::PgPool::connect(&postgres_url())

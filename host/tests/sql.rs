@@ -12,31 +12,10 @@
 
 mod common;
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
+use common::servers::{mysql_url, postgres_url, unique as unique_table};
 use hookhost::{Event, Host};
 use serde_json::{json, Value};
 use sqlx::Row as _;
-
-const POSTGRES_DEFAULT: &str = "postgres://postgres@127.0.0.1:5432/test";
-const MYSQL_DEFAULT: &str = "mysql://root@127.0.0.1:3306/test";
-
-fn postgres_url() -> String {
-    std::env::var("HOOKHOST_TEST_POSTGRES_URL").unwrap_or_else(|_| POSTGRES_DEFAULT.to_owned())
-}
-
-fn mysql_url() -> String {
-    std::env::var("HOOKHOST_TEST_MYSQL_URL").unwrap_or_else(|_| MYSQL_DEFAULT.to_owned())
-}
-
-/// A table name no other test run uses.
-fn unique_table(prefix: &str) -> String {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    format!("{prefix}_{}_{nanos}", std::process::id())
-}
 
 /// A host running the built-in `sql` hook against `[databases.events]`
 /// as `database` describes it.

@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod receiver;
+pub mod servers;
 
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
