@@ -3,6 +3,7 @@
 //! loading, swapping and unloading publish a new one, so `emit` never waits
 //! on a reload.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -312,27 +313,23 @@ impl Registry {
         let Ok(workers) = self.workers.lock() else {
             return Vec::new();
         };
-        let mut unfinished: Vec<Unfinished> = Vec::new();
+        // By name, so the rows come out in name order.
+        let mut counts: BTreeMap<String, (u64, u64)> = BTreeMap::new();
         for worker in workers.iter().filter(|w| !w.task.is_finished()) {
             let accepted = worker.accepted.load(Ordering::Relaxed);
             let done = worker.stats.lock().map(|s| s.total()).unwrap_or(accepted);
-            let plugin = worker.name.to_string();
-            let entry = match unfinished.iter_mut().find(|u| u.plugin == plugin) {
-                Some(entry) => entry,
-                None => {
-                    unfinished.push(Unfinished {
-                        plugin,
-                        accepted: 0,
-                        unfinished: 0,
-                    });
-                    unfinished.last_mut().expect("just pushed")
-                }
-            };
-            entry.accepted += accepted;
-            entry.unfinished += accepted.saturating_sub(done);
+            let entry = counts.entry(worker.name.to_string()).or_default();
+            entry.0 += accepted;
+            entry.1 += accepted.saturating_sub(done);
         }
-        unfinished.sort_by(|a, b| a.plugin.cmp(&b.plugin));
-        unfinished
+        counts
+            .into_iter()
+            .map(|(plugin, (accepted, unfinished))| Unfinished {
+                plugin,
+                accepted,
+                unfinished,
+            })
+            .collect()
     }
 
     /// Closes every queue, waits for every worker to finish what it holds,
