@@ -27,7 +27,12 @@ struct Cli {
 enum Command {
     /// Read events as JSON lines on stdin, dispatch each to every plugin, and
     /// print a per-plugin summary at the end of input.
-    Run(HostArgs),
+    Run {
+        #[command(flatten)]
+        host: HostArgs,
+        #[command(flatten)]
+        delivery: run::DeliveryArgs,
+    },
     /// Dispatch one event, given as JSON, and print each plugin's outcome.
     Emit {
         #[command(flatten)]
@@ -87,7 +92,20 @@ impl HostArgs {
     /// Builds the host, reporting plugins that failed to load. With `watch`,
     /// changes to the plugins folder are applied while it runs.
     async fn build_host(&self, watch: bool) -> anyhow::Result<Host> {
+        self.build_host_with(watch, None).await
+    }
+
+    /// [`HostArgs::build_host`], keeping the write-ahead log and the dead
+    /// letters in `data_dir`.
+    async fn build_host_with(
+        &self,
+        watch: bool,
+        data_dir: Option<&std::path::Path>,
+    ) -> anyhow::Result<Host> {
         let mut builder = Host::builder();
+        if let Some(dir) = data_dir {
+            builder = builder.data_dir(dir);
+        }
         if let Some(path) = &self.config {
             builder = builder.config_file(path)?;
         }
@@ -124,7 +142,7 @@ pub fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Run(host) => run::run(&host).await,
+            Command::Run { host, delivery } => run::run(&host, &delivery).await,
             Command::Emit { host, json } => emit::emit(&host, &json).await,
             Command::Check { file, config } => check::check(&file, config).await,
         }
