@@ -87,6 +87,10 @@ pub enum Fate {
     /// The delivery failed permanently, or was the last attempt, and the
     /// event went to the dead letters.
     DeadLettered,
+    /// The delivery failed retryably after the host began to stop and
+    /// its drain timeout had passed: the event stays in the write-ahead log
+    /// for the next start or, without one, went to the dead letters.
+    Stopped,
     /// A replay of a dead letter: the store says what happened to it.
     Replayed,
 }
@@ -147,7 +151,8 @@ impl PluginStats {
         match outcome.fate {
             Fate::Retrying { .. } => self.retried += 1,
             Fate::DeadLettered => self.dead_lettered += 1,
-            Fate::Delivered | Fate::Replayed => {}
+            // Counted by the worker with the events left at shutdown.
+            Fate::Stopped | Fate::Delivered | Fate::Replayed => {}
         }
         self.latency.record(outcome.latency);
     }

@@ -224,8 +224,7 @@ impl Worker {
             }
             let drain = *self.aftercare.drain.borrow();
             if drain.is_some_and(|deadline| now >= deadline) {
-                self.leave(&mut state).await;
-                break;
+                self.leave_pending(&mut state, state.breaker.is_tripped());
             }
             let queued = self.queue.len() > 0 || self.queue.has_control();
             if state.ready.is_empty() && !(queued && state.breaker.is_tripped()) {
@@ -425,6 +424,13 @@ impl Worker {
                 let first = delivery.failed.as_ref().map_or_else(SystemTime::now, |f| f.1);
                 delivery.failed = Some((failure.clone(), first));
                 if failure.retryable && delivery.attempts < self.limits.max_attempts {
+                    let drained = self.aftercare.drain.borrow().is_some_and(|d| now >= d);
+                    if drained {
+                        let reply = delivery.reply.take();
+                        self.leave(delivery, settled);
+                        self.finish(reply, result, Fate::Stopped, latency, settled);
+                        return;
+                    }
                     let after = retry_delay(&self.limits, delivery.attempts, hint, state.jitter.unit());
                     if let (Some(wal), Some(seq)) = (&self.aftercare.wal, delivery.seq) {
                         wal.attempted(&self.plugin.name, seq, delivery.attempts);
@@ -505,50 +511,60 @@ impl Worker {
         settled.dropped += 1;
     }
 
-    /// The drain deadline passed: nothing more is delivered. What is still
-    /// pending stays in the write-ahead log for the next start, or, without
-    /// one, goes to the dead letters.
-    async fn leave(&mut self, state: &mut Loop) {
+    /// Past the drain deadline: leaves every pending retry and, while the
+    /// breaker holds events back (`everything`), every queued event too.
+    /// Events already queued are still delivered once if the breaker lets
+    /// them through.
+    fn leave_pending(&self, state: &mut Loop, everything: bool) {
+        for delivery in std::mem::take(&mut state.retries).into_values() {
+            self.leave(delivery, &mut state.settled);
+        }
+        if !everything {
+            return;
+        }
         let mut taken = Vec::new();
         while self.queue.take(&mut taken, BATCH) > 0 {
             state.ready.extend(taken.drain(..));
         }
-        let retries = std::mem::take(&mut state.retries).into_values().map(Job::Event);
-        let pending: Vec<Job> = state.ready.drain(..).chain(retries).collect();
-        for job in pending {
-            let delivery = match job {
-                Job::Event(delivery) if delivery.mode == Mode::Normal => delivery,
-                Job::Dropped(delivery) => {
-                    self.dead_letter_dropped(delivery, &mut state.settled);
-                    continue;
+        for job in std::mem::take(&mut state.ready) {
+            match job {
+                Job::Event(delivery) if delivery.mode == Mode::Normal => {
+                    self.leave(delivery, &mut state.settled)
                 }
+                Job::Dropped(delivery) => self.dead_letter_dropped(delivery, &mut state.settled),
                 // A replay's entry stays in the store; versions and
                 // configurations no longer matter.
-                _ => continue,
-            };
-            let settled = &mut state.settled;
-            if self.aftercare.wal.is_some() && delivery.seq.is_some() {
-                settled.left_in_log += 1;
-                continue;
+                _ => {}
             }
-            let entry = match &delivery.failed {
-                Some(_) => {
-                    let mut entry = self.dead_letter(&delivery, None);
-                    entry.last_error.push_str(" (still waiting for a retry when the host stopped)");
-                    entry
-                }
-                None => self.dead_letter(
-                    &delivery,
-                    Some((
-                        "shutdown",
-                        "not delivered before the drain timeout ended".to_owned(),
-                    )),
-                ),
-            };
-            settled.dead_letters.push((entry, delivery.seq));
-            settled.released += delivery.bytes;
-            settled.left_to_dead_letters += 1;
         }
+    }
+
+    /// Leaves one pending delivery at shutdown: in the write-ahead log for
+    /// the next start, or, without one, in the dead letters.
+    fn leave(&self, delivery: Delivery, settled: &mut Settled) {
+        if self.aftercare.wal.is_some() && delivery.seq.is_some() {
+            settled.left_in_log += 1;
+            return;
+        }
+        let entry = match &delivery.failed {
+            Some(_) => {
+                let mut entry = self.dead_letter(&delivery, None);
+                entry
+                    .last_error
+                    .push_str(" (still waiting for a retry when the host stopped)");
+                entry
+            }
+            None => self.dead_letter(
+                &delivery,
+                Some((
+                    "shutdown",
+                    "not delivered before the drain timeout ended".to_owned(),
+                )),
+            ),
+        };
+        settled.dead_letters.push((entry, delivery.seq));
+        settled.released += delivery.bytes;
+        settled.left_to_dead_letters += 1;
     }
 
     /// Writes what the last deliveries settled: dead letters first, then
