@@ -39,6 +39,7 @@ mod log_limit;
 pub mod outcome;
 pub mod plugin;
 pub mod printable;
+mod queue;
 mod registry;
 mod regular_file;
 pub mod settings;
