@@ -395,6 +395,7 @@ impl<T: Queued> Reservation<'_, T> {
     /// `DropOldest` dropped to make room for this one, oldest first (empty
     /// for the other policies); their bytes are no longer held, and they are
     /// the caller's to dead-letter.
+    #[must_use = "the events DropOldest dropped are the caller's to dead-letter"]
     pub(crate) fn push(self, event: T) -> Vec<T> {
         debug_assert!(
             !event.is_control(),
