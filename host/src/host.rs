@@ -328,15 +328,16 @@ async fn requeue(registry: &Registry, recovered: Vec<Recovered>) {
         let event = match Event::from_json(&entry.event_json) {
             Ok(event) => Arc::new(event),
             Err(err) => {
-                for (plugin, attempts) in entry.pending {
-                    let error = format!("the write-ahead log holds an event that does not parse: {err}");
+                for (plugin, attempts) in entry.pending.clone() {
+                    let error =
+                        format!("the write-ahead log holds an event that does not parse: {err}");
                     orphans.push((orphan(&plugin, &entry, None, "error", attempts, error), plugin, entry.seq));
                 }
                 continue;
             }
         };
         let bytes = json_size(&event);
-        for (plugin, attempts) in entry.pending {
+        for (plugin, attempts) in entry.pending.clone() {
             match registry.route(&plugin) {
                 Some(route) => {
                     let mut delivery = Delivery::new(event.clone(), Some(entry.seq), bytes);
@@ -424,6 +425,22 @@ fn queue_error(route: &Route, error: QueueError, bytes: usize) -> EmitError {
 /// The names of the plugins an event goes to, for its log record.
 fn route_names(routes: &[Arc<Route>]) -> Vec<Arc<str>> {
     routes.iter().map(|route| route.name.clone()).collect()
+}
+
+/// Room for an event of `size` in a `wait` plugin's queue, blocking the
+/// thread until there is some. On a tokio worker thread the wait is
+/// announced to tokio (`block_in_place`), so the plugin's worker keeps
+/// running elsewhere; a current-thread runtime could not run it while this
+/// thread waits, so there the queue's fullness is an error, as for `reject`.
+fn wait_for_room(route: &Route, size: usize) -> Result<crate::queue::Reservation<'_, Job>, QueueError> {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current().map(|handle| handle.runtime_flavor()) {
+        Ok(RuntimeFlavor::MultiThread) => {
+            tokio::task::block_in_place(|| route.queue.reserve_blocking(size))
+        }
+        Ok(_) => route.queue.try_reserve(size),
+        Err(_) => route.queue.reserve_blocking(size),
+    }
 }
 
 /// Hands events a `drop_oldest` queue dropped to make room to the plugin's
@@ -540,7 +557,7 @@ impl PendingReport {
                     retryable: true,
                     message: "the plugin's worker stopped before handling the event".into(),
                 }),
-                fate: Fate::Delivered,
+                fate: Fate::Stopped,
                 version: Arc::from(""),
                 latency: Default::default(),
             });
@@ -644,15 +661,10 @@ impl Host {
             let event = Arc::new(event);
             for route in routes.iter() {
                 let reserved = route.queue.reserve(size).await;
-                let sent = reserved.map_err(|err| queue_error(route, err, size)).and_then(
-                    |mut reservation| {
-                        requeue_dropped(route, reservation.dropped());
-                        let delivery = Delivery::new(event.clone(), seq, size);
-                        reservation
-                            .push(Job::Event(delivery))
-                            .map_err(|_| EmitError::ShutDown)
-                    },
-                );
+                let sent = reserved.map_err(|err| queue_error(route, err, size)).map(|reservation| {
+                    let delivery = Delivery::new(event.clone(), seq, size);
+                    requeue_dropped(route, reservation.push(Job::Event(delivery)));
+                });
                 match sent {
                     Ok(()) => {
                         route.accepted.fetch_add(1, Ordering::Relaxed);
@@ -690,7 +702,7 @@ impl Host {
         let mut reservations = SmallVec::<[_; 8]>::with_capacity(routes.len());
         for route in routes.iter() {
             let reserved = match route.on_full {
-                OnFull::Wait => route.queue.reserve_blocking(size),
+                OnFull::Wait => wait_for_room(route, size),
                 OnFull::Reject | OnFull::DropOldest => route.queue.try_reserve(size),
             };
             reservations.push(reserved.map_err(|err| queue_error(route, err, size))?);
@@ -710,16 +722,14 @@ impl Host {
             waiting: Vec::new(),
         };
         let event = Arc::new(event);
-        for (mut reservation, route) in reservations.into_iter().zip(routes.iter()) {
-            requeue_dropped(route, reservation.dropped());
+        for (reservation, route) in reservations.into_iter().zip(routes.iter()) {
             let mut delivery = Delivery::new(event.clone(), seq, size);
             if with_report {
                 let (sender, receiver) = oneshot::channel();
                 report.waiting.push((route.name.clone(), receiver));
                 delivery.reply = Some(sender);
             }
-            // The queue closes only at shutdown, which takes the host.
-            let _ = reservation.push(Job::Event(delivery));
+            requeue_dropped(route, reservation.push(Job::Event(delivery)));
             route.accepted.fetch_add(1, Ordering::Relaxed);
         }
         Ok(report)

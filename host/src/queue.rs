@@ -26,17 +26,7 @@ use std::task::{Context, Poll, Wake, Waker};
 
 use tokio::sync::Notify;
 
-// moved to config::OnFull on merge
-/// What a full queue does with one more event.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum OnFull {
-    /// Refuse it.
-    Reject,
-    /// Wait for room.
-    Wait,
-    /// Drop the oldest queued events to make room.
-    DropOldest,
-}
+use crate::config::OnFull;
 
 /// What a [`PluginQueue`] holds.
 pub(crate) trait Queued {

@@ -224,7 +224,8 @@ impl Worker {
             }
             let drain = *self.aftercare.drain.borrow();
             if drain.is_some_and(|deadline| now >= deadline) {
-                self.leave_pending(&mut state, state.breaker.is_tripped());
+                let everything = state.breaker.is_tripped();
+                self.leave_pending(&mut state, everything);
             }
             let queued = self.queue.len() > 0 || self.queue.has_control();
             if state.ready.is_empty() && !(queued && state.breaker.is_tripped()) {
@@ -233,7 +234,8 @@ impl Worker {
                 if closed && state.retries.is_empty() {
                     break;
                 }
-                self.idle(&state, closed, drain).await;
+                let next_retry = state.retries.first_key_value().map(|(key, _)| key.0);
+                self.idle(next_retry, closed, drain).await;
                 continue;
             }
             let (permit, transition) = state.breaker.permit(now);
@@ -264,8 +266,7 @@ impl Worker {
 
     /// Waits for work: a queued job, the next retry coming due, or the
     /// drain deadline.
-    async fn idle(&mut self, state: &Loop, closed: bool, drain: Option<Instant>) {
-        let next_retry = state.retries.first_key_value().map(|(key, _)| key.0);
+    async fn idle(&mut self, next_retry: Option<Instant>, closed: bool, drain: Option<Instant>) {
         let wake = match (next_retry, drain) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
