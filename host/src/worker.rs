@@ -843,7 +843,8 @@ async fn sleep_until(until: Option<Instant>) {
     }
 }
 
-/// A UTC time as RFC 3339, to the millisecond.
+/// A UTC time as the dead-letter store writes it (RFC 3339, to the
+/// millisecond).
 fn rfc3339(time: chrono::DateTime<chrono::Utc>) -> String {
     time.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }

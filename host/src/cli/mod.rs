@@ -2,6 +2,7 @@
 
 mod builtin;
 mod check;
+mod dlq;
 mod emit;
 mod lines;
 mod report;
@@ -48,6 +49,12 @@ enum Command {
         config: Option<PathBuf>,
         /// The component to check.
         file: PathBuf,
+    },
+    /// List, show, replay or purge the dead letters: the events that a
+    /// plugin could not handle for good.
+    Dlq {
+        #[command(subcommand)]
+        command: dlq::DlqCommand,
     },
 }
 
@@ -145,6 +152,7 @@ pub fn main() -> ExitCode {
             Command::Run { host, delivery } => run::run(&host, &delivery).await,
             Command::Emit { host, json } => emit::emit(&host, &json).await,
             Command::Check { file, config } => check::check(&file, config).await,
+            Command::Dlq { command } => dlq::dlq(command).await,
         }
     });
     // A read of stdin still blocked on its thread (after a Ctrl-C, with the

@@ -17,25 +17,11 @@ pub mod dead_letters;
 pub(crate) mod replay;
 pub mod wal;
 
-use std::path::PathBuf;
-
-pub use dead_letters::{DeadLetter, DeadLetterError, DeadLetters, NewDeadLetter};
+pub use dead_letters::{default_data_dir, DeadLetter, DeadLetterError, DeadLetters, NewDeadLetter};
 pub use replay::ReplayReport;
-pub use wal::{Recovered, Wal, WalError};
-
-/// The data directory `hookhost` uses when none is given:
-/// `$XDG_DATA_HOME/hookhost`, else `~/.local/share/hookhost`.
-pub fn default_data_dir() -> Option<PathBuf> {
-    let base = std::env::var_os("XDG_DATA_HOME")
-        .filter(|dir| !dir.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| {
-            std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".local/share"))
-        })?;
-    Some(base.join("hookhost"))
-}
+pub use wal::{Recovered, Wal, WalError, WalStats};
 
 /// The dead-letter store's file in data directory `dir`.
-pub fn dead_letters_file(dir: &std::path::Path) -> PathBuf {
-    dir.join("dead-letters.sqlite")
+pub fn dead_letters_file(dir: &std::path::Path) -> std::path::PathBuf {
+    dir.join(dead_letters::FILE_NAME)
 }
