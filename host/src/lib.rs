@@ -32,6 +32,7 @@ pub mod bindings;
 pub mod cache;
 pub mod capabilities;
 pub mod config;
+pub mod delivery;
 pub mod engine;
 pub mod event;
 pub mod host;

@@ -1,0 +1,3 @@
+//! Reliable delivery: the write-ahead log.
+
+pub mod wal;
