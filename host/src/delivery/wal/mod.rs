@@ -437,7 +437,14 @@ mod tests {
         file.set_len(len - 10).unwrap();
         (&file).write_all(&[0xab; 37]).unwrap();
         drop(file);
+        // As if the host made a new segment just before the crash.
+        let name = last.file_stem().unwrap().to_str().unwrap();
+        let next: u64 = name.parse::<u64>().unwrap() + 1;
+        File::create(segment::path(&dir.path().join("wal"), next)).unwrap();
 
+        let scan = segment::scan(&dir.path().join("wal")).unwrap();
+        assert_eq!(scan.events.len(), 4);
+        assert_eq!(std::fs::metadata(&last).unwrap().len(), len / 5 * 4);
         let (wal, recovered) = Wal::open(dir.path()).unwrap();
         assert_eq!(
             recovered.iter().map(|event| event.seq).collect::<Vec<_>>(),
@@ -511,7 +518,10 @@ mod tests {
                     .filter(|seq| **name != *"e" || seq % 97 != 0);
                 wal.completed(name, done.collect());
             }
-            kept.extend(seqs.iter().copied().filter(|seq| seq % 97 == 0));
+            for seq in seqs.iter().copied().filter(|seq| seq % 97 == 0) {
+                wal.attempted(&names[4], seq, 2);
+                kept.push(seq);
+            }
         }
         wal.flush().unwrap();
         let stats = wal.stats();
@@ -525,7 +535,7 @@ mod tests {
         drop(wal);
 
         let (_, recovered) = Wal::open(dir.path()).unwrap();
-        let expected: Vec<_> = kept.iter().map(|&seq| (seq, "e".to_owned(), 0)).collect();
+        let expected: Vec<_> = kept.iter().map(|&seq| (seq, "e".to_owned(), 2)).collect();
         assert_eq!(pending(&recovered), expected);
     }
 

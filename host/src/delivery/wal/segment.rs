@@ -3,9 +3,10 @@
 //!
 //! Segments are `<wal dir>/<16-digit number>.log`, read in the order of
 //! their numbers. A record that is short, fails its CRC or does not decode
-//! ends the segment it is in: at the end of the last segment it is a write
-//! that a crash interrupted (cut off), in an earlier one the rest of that
-//! segment is skipped with a warning, and reading goes on with the next.
+//! ends the segment it is in: in the last segment that is not empty it is a
+//! write that a crash interrupted (cut off), in an earlier one the rest of
+//! that segment is skipped with a warning, and reading goes on with the
+//! next.
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -51,6 +52,10 @@ pub(crate) fn scan(wal_dir: &Path) -> Result<Scan, WalError> {
     let segments = list(wal_dir)?;
     let mut events: HashMap<u64, Recovered> = HashMap::new();
     let mut next_seq = 1;
+    // A crash right after a new segment was made leaves it empty: the torn
+    // write is then at the end of the one before.
+    let tail = (segments.iter())
+        .rposition(|(_, path)| std::fs::metadata(path).is_ok_and(|meta| meta.len() > 0));
     for (index, (_, path)) in segments.iter().enumerate() {
         let bytes = std::fs::read(path).map_err(|source| WalError::Io {
             action: "read",
@@ -63,7 +68,7 @@ pub(crate) fn scan(wal_dir: &Path) -> Result<Scan, WalError> {
         });
         let Err(corrupt) = replayed else { continue };
         let skipped = bytes.len() - corrupt.offset;
-        if index + 1 == segments.len() {
+        if Some(index) == tail {
             tracing::warn!(
                 "the write-ahead log {} ends with an incomplete record at byte {}: \
                  cutting off its last {skipped} bytes (a write that a crash interrupted, \
