@@ -403,9 +403,11 @@ impl Registry {
         }
         summaries.sort_by(|a, b| a.name.cmp(&b.name));
         self.databases.close().await;
-        if let Some(wal) = &self.wal {
-            if let Err(err) = wal.flush() {
-                tracing::error!("{err}");
+        if let Some(wal) = self.wal.clone() {
+            // Writes and syncs the last completions: blocking file work.
+            match tokio::task::spawn_blocking(move || wal.flush()).await {
+                Ok(Err(err)) => tracing::error!("{err}"),
+                Ok(Ok(())) | Err(_) => {}
             }
         }
         summaries
