@@ -2,9 +2,10 @@
 //! `wit/`.
 //!
 //! Exports are called asynchronously so that a plugin's deadline can also
-//! cancel a call while it waits in a host call; `log` and `config` are
-//! synchronous because they never do I/O on the caller's behalf; `http`,
-//! `sql` and `email` are async so that they wait without holding a thread.
+//! cancel a call while it waits in a host call; `log`, `config` and
+//! `delivery` are synchronous because they never do I/O on the caller's
+//! behalf; `http`, `sql` and `email` are async so that they wait without
+//! holding a thread.
 //! `sql.query` is also trappable: a result that would take the plugin past
 //! its memory cap stops the call as out of memory.
 
@@ -34,6 +35,7 @@ pub mod batch {
             "hookhost:hooks/types": super::hookhost::hooks::types,
             "hookhost:hooks/log": super::hookhost::hooks::log,
             "hookhost:hooks/config": super::hookhost::hooks::config,
+            "hookhost:hooks/delivery": super::hookhost::hooks::delivery,
             "hookhost:hooks/http": super::hookhost::hooks::http,
             "hookhost:hooks/sql": super::hookhost::hooks::sql,
             "hookhost:hooks/email": super::hookhost::hooks::email,

@@ -44,6 +44,9 @@ pub struct PluginState {
     /// What the current event has made the host do so far; reset for every
     /// call.
     pub(crate) effects: EventEffects,
+    /// Which delivery the current call is, and the wait the hook asked for
+    /// through `delivery.retry-after`; set by the worker before every call.
+    pub(crate) delivery: DeliveryCall,
     /// What the plugin may reach over HTTP, and its client.
     pub(crate) http: HttpAccess,
     /// The databases it may use.
@@ -70,6 +73,18 @@ pub(crate) struct EventEffects {
     pub(crate) email_recipients: u32,
 }
 
+/// The `delivery` import's view of one call: set by the worker before the
+/// call, read back after it.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct DeliveryCall {
+    /// Which delivery of the event this is (1 = first; for a batch, the
+    /// highest of its events). 0 reads as 1.
+    pub(crate) attempt: u32,
+    /// The wait the hook asked for before the next delivery, the last
+    /// `retry-after` of the call; `None` when it asked for none.
+    pub(crate) retry_after: Option<std::time::Duration>,
+}
+
 impl PluginState {
     /// State for a fresh instance of `plugin`.
     pub(crate) fn new(plugin: Arc<str>, grants: &Grants, memory_cap: usize) -> Self {
@@ -91,6 +106,7 @@ impl PluginState {
             settings: grants.settings.clone(),
             deadline: Instant::now(),
             effects: EventEffects::default(),
+            delivery: DeliveryCall::default(),
             memory,
             table,
         }

@@ -2,8 +2,10 @@
 //!
 //! A hook is a type that implements [`Hook`], exported with [`export_hook!`]
 //! from a `cdylib` crate built for `wasm32-wasip2`. The host calls
-//! [`Hook::handle`] once for every event; the hook may write to the host log
-//! ([`log`]) and read its own settings ([`config`]).
+//! [`Hook::handle`] for every event, again for an event that failed
+//! retryably; the hook may write to the host log ([`log`]), read its own
+//! settings ([`config`]) and tell a retry from a first delivery
+//! ([`delivery`]).
 //!
 //! ```no_run
 //! use hookhost_sdk::{config, log, Event, EventKind, Hook, HookError};
@@ -30,8 +32,8 @@
 //!
 //! The SDK also compiles for native targets, so that a workspace can be
 //! built as a whole and a hook's own logic unit-tested with `cargo test`;
-//! there [`export_hook!`] exports nothing and calling [`log`] or [`config`]
-//! panics.
+//! there [`export_hook!`] exports nothing and calling an import ([`log`],
+//! [`config`], [`delivery`], ...) panics.
 
 #![deny(missing_docs)]
 
@@ -70,6 +72,7 @@ pub mod batch_bindings {
             "hookhost:hooks/types@0.1.0": crate::bindings::hookhost::hooks::types,
             "hookhost:hooks/log@0.1.0": crate::bindings::hookhost::hooks::log,
             "hookhost:hooks/config@0.1.0": crate::bindings::hookhost::hooks::config,
+            "hookhost:hooks/delivery@0.1.0": crate::bindings::hookhost::hooks::delivery,
             "hookhost:hooks/http@0.1.0": crate::bindings::hookhost::hooks::http,
             "hookhost:hooks/sql@0.1.0": crate::bindings::hookhost::hooks::sql,
             "hookhost:hooks/email@0.1.0": crate::bindings::hookhost::hooks::email,
@@ -87,9 +90,10 @@ pub use bindings::hookhost::hooks::types::{
 
 /// An event hook: the one function a plugin implements.
 ///
-/// The host calls [`Hook::handle`] once for every event it accepts, in the
-/// order it accepted them, one at a time. Register the implementing type with
-/// [`export_hook!`].
+/// The host calls [`Hook::handle`] for every event it accepts, first in the
+/// order it accepted them, one at a time. An event that failed retryably is
+/// delivered again later, after a backoff, while later events keep coming
+/// (see [`delivery`]). Register the implementing type with [`export_hook!`].
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not a hook",
     label = "`export_hook!` needs a type that implements `hookhost_sdk::Hook`",
@@ -100,9 +104,11 @@ pub trait Hook {
     ///
     /// Return `Ok(())` when done with the event; return
     /// [`HookError::Retryable`] when a later delivery of the same event might
-    /// succeed and [`HookError::Permanent`] when it would fail the same way.
-    /// A panic traps: the host records the event as failed and handles the
-    /// next one with a fresh instance, so statics do not survive it.
+    /// succeed (the host delivers it again, with backoff, up to the plugin's
+    /// `max_attempts`) and [`HookError::Permanent`] when it would fail the
+    /// same way (it is not retried). A panic traps: the host records the
+    /// event as failed, does not retry it, and handles the next one with a
+    /// fresh instance, so statics do not survive it.
     fn handle(event: Event) -> Result<(), HookError>;
 }
 
@@ -468,8 +474,16 @@ pub mod http {
     /// What a hook that delivers events over HTTP should make of `result`:
     /// the response when its status is 2xx, otherwise a hook error naming
     /// `service`. A 429 or 5xx answer, a timeout and a failed connection
-    /// are retryable (the host may deliver the event again); a denial, an
-    /// invalid request, a body too large and any other status are permanent.
+    /// are retryable (the host delivers the event again, with backoff); a
+    /// denial, an invalid request, a body too large and any other status
+    /// are permanent.
+    ///
+    /// A 429 or 503 answer's `Retry-After` header is passed on to the host
+    /// with [`crate::delivery::retry_after`], and the error's message says
+    /// so (`Slack answered 429 (Retry-After: 30 s)`). Its value is read as
+    /// delta-seconds (`120`) or as an HTTP-date, which counts only when the
+    /// plugin is granted `wall_clock` (the sandbox's frozen clock cannot
+    /// tell how far away a date is); a value that is neither is ignored.
     pub fn delivered(
         result: Result<Response, HttpError>,
         service: &str,
@@ -478,7 +492,13 @@ pub mod http {
         match result {
             Ok(response) if (200..300).contains(&response.status) => Ok(response),
             Ok(response) => {
-                let reason = format!("{service} answered {}", response.status);
+                let mut reason = format!("{service} answered {}", response.status);
+                if matches!(response.status, 429 | 503) {
+                    if let Some(seconds) = retry_after(&response.headers, wall_clock_now()) {
+                        crate::delivery::retry_after(seconds);
+                        reason.push_str(&format!(" (Retry-After: {seconds} s)"));
+                    }
+                }
                 if response.status == 429 || response.status >= 500 {
                     Err(Retryable(reason))
                 } else {
@@ -491,6 +511,150 @@ pub mod http {
                 HttpError::Denied(why) | HttpError::TooLarge(why) | HttpError::InvalidRequest(why),
             ) => Err(Permanent(format!("{service}: {why}"))),
         }
+    }
+
+    /// Unix seconds below this (2001-09-09) are the sandbox's frozen clock,
+    /// which reads the Unix epoch, not the time.
+    const EARLIEST_PLAUSIBLE_TIME: u64 = 1_000_000_000;
+
+    /// The current Unix time in seconds, or `None` when the plugin's clock
+    /// is frozen (no `wall_clock` grant).
+    fn wall_clock_now() -> Option<u64> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |since| since.as_secs());
+        (now >= EARLIEST_PLAUSIBLE_TIME).then_some(now)
+    }
+
+    /// The wait in seconds that the first `Retry-After` header of `headers`
+    /// asks for (RFC 9110, section 10.2.3): delta-seconds as written (at
+    /// most `u32::MAX`), or an HTTP-date in any of its three forms as the
+    /// seconds from `now` (0 for a date past), and only when `now` is
+    /// known. `None` when there is no such header or its value is neither.
+    fn retry_after(headers: &[(String, String)], now: Option<u64>) -> Option<u32> {
+        let (_, value) = headers
+            .iter()
+            .find(|(name, _)| name.eq_ignore_ascii_case("retry-after"))?;
+        let value = value.trim();
+        if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
+            // All digits: only an overflow fails, and then it is very long.
+            return Some(value.parse().unwrap_or(u32::MAX));
+        }
+        let date = http_date(value)?;
+        let wait = date.saturating_sub(now?);
+        Some(u32::try_from(wait).unwrap_or(u32::MAX))
+    }
+
+    /// An HTTP-date in Unix seconds: IMF-fixdate (`Sun, 06 Nov 1994
+    /// 08:49:37 GMT`), or the obsolete RFC 850 (`Sunday, 06-Nov-94 08:49:37
+    /// GMT`) and asctime (`Sun Nov  6 08:49:37 1994`) forms that HTTP
+    /// recipients must also read; `None` for a date before 1970.
+    fn http_date(text: &str) -> Option<u64> {
+        const FORMATS: [&str; 3] = [
+            "%a, %d %b %Y %H:%M:%S GMT",
+            "%A, %d-%b-%y %H:%M:%S GMT",
+            "%a %b %e %H:%M:%S %Y",
+        ];
+        FORMATS
+            .iter()
+            .find_map(|format| chrono::NaiveDateTime::parse_from_str(text, format).ok())
+            .and_then(|date| u64::try_from(date.and_utc().timestamp()).ok())
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        fn header(name: &str, value: &str) -> Vec<(String, String)> {
+            vec![
+                ("content-type".to_owned(), "text/plain".to_owned()),
+                (name.to_owned(), value.to_owned()),
+            ]
+        }
+
+        /// 1994-11-06T08:49:37Z, the date of RFC 9110's examples.
+        const EXAMPLE_DATE: u64 = 784_111_777;
+
+        #[test]
+        fn reads_delta_seconds_in_any_header_case() {
+            assert_eq!(retry_after(&header("Retry-After", "120"), None), Some(120));
+            assert_eq!(retry_after(&header("retry-after", " 0 "), None), Some(0));
+            assert_eq!(
+                retry_after(&header("RETRY-AFTER", "99999999999999999999"), None),
+                Some(u32::MAX)
+            );
+            assert_eq!(retry_after(&header("x-retry-after", "5"), None), None);
+        }
+
+        #[test]
+        fn ignores_what_is_neither_seconds_nor_a_date() {
+            for value in ["", "-5", "+5", "1.5", "soon", "5 s"] {
+                assert_eq!(retry_after(&header("retry-after", value), None), None);
+                assert_eq!(
+                    retry_after(&header("retry-after", value), Some(EXAMPLE_DATE)),
+                    None,
+                    "{value:?}"
+                );
+            }
+        }
+
+        #[test]
+        fn reads_the_three_http_date_forms_against_the_clock() {
+            for value in [
+                "Sun, 06 Nov 1994 08:49:37 GMT",
+                "Sunday, 06-Nov-94 08:49:37 GMT",
+                "Sun Nov  6 08:49:37 1994",
+            ] {
+                assert_eq!(http_date(value), Some(EXAMPLE_DATE), "{value}");
+                let headers = header("retry-after", value);
+                assert_eq!(retry_after(&headers, Some(EXAMPLE_DATE - 90)), Some(90));
+                assert_eq!(retry_after(&headers, Some(EXAMPLE_DATE + 90)), Some(0));
+            }
+        }
+
+        #[test]
+        fn ignores_a_date_when_the_clock_is_frozen() {
+            let headers = header("retry-after", "Sun, 06 Nov 1994 08:49:37 GMT");
+            assert_eq!(retry_after(&headers, None), None);
+        }
+
+        #[test]
+        fn the_first_header_counts() {
+            let mut headers = header("retry-after", "7");
+            headers.push(("retry-after".to_owned(), "9".to_owned()));
+            assert_eq!(retry_after(&headers, None), Some(7));
+        }
+    }
+}
+
+/// Which delivery of an event the current call is, and how long the host
+/// should wait before the next one if the call fails (the WIT `delivery`
+/// interface).
+///
+/// The host delivers an event again when a call returns
+/// [`HookError::Retryable`](crate::HookError::Retryable) (or passes its
+/// timeout), with backoff, up to the plugin's `max_attempts`; the event keeps
+/// its `id` on every attempt.
+pub mod delivery {
+    /// Which delivery of the event this call is: 1 for the first, 2 for the
+    /// first retry, and so on. In a [`BatchHook`](crate::BatchHook) call,
+    /// the highest among the batch's events.
+    pub fn attempt() -> u32 {
+        crate::bindings::hookhost::hooks::delivery::attempt()
+    }
+
+    /// Asks the host to wait at least `seconds` before delivering the event
+    /// again, for example what a server's `Retry-After` asks for
+    /// ([`crate::http::delivered`] passes that on by itself).
+    ///
+    /// Counts only if this call then returns
+    /// [`HookError::Retryable`](crate::HookError::Retryable); the last call
+    /// wins. The host waits the longer of this and its own backoff, and
+    /// never longer than the plugin's `retry_max_ms`. In a
+    /// [`BatchHook`](crate::BatchHook) call it applies to every event that
+    /// failed retryably.
+    pub fn retry_after(seconds: u32) {
+        crate::bindings::hookhost::hooks::delivery::retry_after(seconds);
     }
 }
 

@@ -9,6 +9,7 @@ use crate::log_limit::LogLimit;
 use crate::settings::Settings;
 
 pub mod config;
+pub mod delivery;
 pub mod email;
 pub mod http;
 pub mod log;

@@ -14,6 +14,12 @@
 //! in any case; a timestamp with an offset is shown in UTC), the README's
 //! compatibility section says so.
 //!
+//! A 429 or 5xx answer from Slack, a timeout and a failed connection are
+//! retryable, any other non-2xx answer permanent; a 429's or 503's
+//! `Retry-After` is passed on to the host (see
+//! `hookhost_sdk::http::delivered`), so the retry waits as long as Slack
+//! asks.
+//!
 //! Settings: `webhook_url` (required; grant its host in `http_allow`),
 //! `channel`, `username` (default `hookhost`), `footer` (default
 //! `hookhost`), `min_severity` (`low`, `medium` or `high`; default `low`),

@@ -6,7 +6,14 @@
 //! retry), `webhook-timestamp` (Unix seconds at sending) and
 //! `webhook-signature`: `v1,` and the base64 HMAC-SHA256 of
 //! `<id>.<timestamp>.<body>`, once per configured secret, space-separated,
-//! so a receiver can switch secrets without missing a delivery.
+//! so a receiver can switch secrets without missing a delivery. It also
+//! carries `webhook-attempt`, hookhost's own header (not part of Standard
+//! Webhooks, and not signed): 1 on the first delivery, 2 on the first
+//! retry, and so on.
+//!
+//! A 429 or 5xx answer, a timeout and a failed connection are retryable;
+//! a 429 or 503 answer's `Retry-After` is passed on to the host (see
+//! `hookhost_sdk::http::delivered`).
 //!
 //! Settings: `url` (required; grant its host in `http_allow`); `secret`
 //! and/or `secrets` (a list), each `whsec_` followed by the base64 key;
@@ -19,8 +26,8 @@ mod signature;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use hookhost_sdk::http;
 use hookhost_sdk::{config, Event, Hook, HookError};
+use hookhost_sdk::{delivery, http};
 use serde_json::{Map, Value};
 
 use signature::{sign, Secret};
@@ -43,6 +50,10 @@ impl Hook for Webhook {
         request.headers.extend([
             ("webhook-id".to_owned(), event.id.clone()),
             ("webhook-timestamp".to_owned(), timestamp.to_string()),
+            (
+                "webhook-attempt".to_owned(),
+                delivery::attempt().to_string(),
+            ),
         ]);
         if !secrets.is_empty() {
             let signatures: Vec<String> = secrets
