@@ -71,7 +71,7 @@ pub(super) enum DlqCommand {
 pub(super) struct DataDirArg {
     /// The data directory, which holds dead-letters.sqlite [default:
     /// $XDG_DATA_HOME/hookhost or ~/.local/share/hookhost].
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", env = "HOOKHOST_DATA_DIR")]
     data_dir: Option<PathBuf>,
 }
 

@@ -34,10 +34,10 @@ pub struct DeliveryArgs {
     /// $XDG_DATA_HOME/hookhost, else ~/.local/share/hookhost). An event is
     /// accepted once it is written there; the next start delivers what a
     /// crash left undelivered.
-    #[arg(long, value_name = "DIR", conflicts_with = "in_memory")]
+    #[arg(long, value_name = "DIR", env = "HOOKHOST_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
-    /// Keep accepted events and dead letters in memory only: a crash loses
-    /// what is not delivered yet.
+    /// Keep accepted events and dead letters in memory only, whatever
+    /// --data-dir says: a crash loses what is not delivered yet.
     #[arg(long)]
     pub in_memory: bool,
     /// At the end of input, how long to wait for pending retries before

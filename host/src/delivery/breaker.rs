@@ -188,8 +188,8 @@ mod tests {
             breaker.failure(now, &limits, true);
         }
         let mut cooldowns = Vec::new();
-        for _ in 0..4 {
-            let until = now + Duration::from_secs(1_000);
+        for round in 1..=4 {
+            let until = now + Duration::from_secs(1_000 * round);
             breaker.permit(until);
             match breaker.failure(until, &limits, true) {
                 Some(Transition::Reopened { cooldown }) => cooldowns.push(cooldown.as_secs()),
@@ -197,7 +197,7 @@ mod tests {
             }
         }
         assert_eq!(cooldowns, [60, 100, 100, 100]);
-        breaker.permit(now + Duration::from_secs(2_000));
+        breaker.permit(now + Duration::from_secs(10_000));
         assert_eq!(breaker.success(), Some(Transition::Closed));
         for _ in 0..3 {
             breaker.failure(now, &limits, true);

@@ -180,6 +180,7 @@ mod tests {
     fn outcome(result: Result<(), Failure>) -> Option<Outcome> {
         Some(Outcome {
             result,
+            fate: crate::outcome::Fate::Replayed,
             version: Arc::from("v2"),
             latency: Duration::ZERO,
         })

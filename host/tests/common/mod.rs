@@ -41,12 +41,18 @@ pub fn plugins_dir(fixtures: &[&str]) -> tempfile::TempDir {
 /// The `hookhost` command, with its compiled-component cache
 /// (`XDG_CACHE_HOME`) and data folder (`XDG_DATA_HOME`, where the built-in
 /// `sql` hook keeps its SQLite file when no `--plugins` folder is given)
-/// in [`cli_home`]: the test's own folders, not the user's.
+/// in [`cli_home`]: the test's own folders, not the user's. Each command
+/// gets a data directory of its own for its write-ahead log and dead
+/// letters (`HOOKHOST_DATA_DIR`), since two processes cannot share one; a
+/// test that restarts a host on the same one passes `--data-dir`.
 pub fn hookhost_command() -> Command {
+    static COMMANDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let home = cli_home();
+    let n = COMMANDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let mut command = Command::new(env!("CARGO_BIN_EXE_hookhost"));
     command.env("XDG_CACHE_HOME", home.join("cache"));
     command.env("XDG_DATA_HOME", home.join("data"));
+    command.env("HOOKHOST_DATA_DIR", home.join(format!("data-dir-{n}")));
     command
 }
 
@@ -115,9 +121,16 @@ pub fn run_with_input(command: &mut Command, stdin: &str) -> Output {
     child.wait_with_output().expect("hookhost finishes")
 }
 
-/// A config parsed from TOML text.
+/// A config parsed from TOML text. Unless the text says otherwise, every
+/// event is delivered once and the circuit breaker is off
+/// (`max_attempts = 1`, `breaker_threshold = 0` in `[defaults]`): the tests
+/// of other features count deliveries one per event, and send many events
+/// to plugins that fail on purpose. The delivery tests set these keys.
 pub fn config(toml: &str) -> Config {
-    Config::parse(toml, Path::new("test.toml")).expect("valid test config")
+    let mut config = Config::parse(toml, Path::new("test.toml")).expect("valid test config");
+    config.defaults.max_attempts.get_or_insert(1);
+    config.defaults.breaker_threshold.get_or_insert(0);
+    config
 }
 
 /// A host over `dir` with `config`, asserting every file loaded.
