@@ -43,7 +43,8 @@ fn killed_at_six_moments_no_accepted_event_is_lost_or_duplicated() {
 
     // 1. Starting up: killed as soon as its log folder exists, the whole
     //    input waiting in the pipe.
-    let mut run = test.start("startup", test.unaccepted(EVENTS), false);
+    let mut run = test.start("startup");
+    run.feed(test.unaccepted(EVENTS), false);
     test.wait_until(&mut run, "the log folder", || {
         test.data.path().join("wal").exists()
     });
@@ -53,33 +54,32 @@ fn killed_at_six_moments_no_accepted_event_is_lost_or_duplicated() {
     //    receiver has seen 1,000 new events, with most of the input unread
     //    (the queues are small, so reading waits for room).
     let seen = test.receiver.ids().len();
-    let mut run = test.start("reading", test.unaccepted(EVENTS), false);
+    let mut run = test.start("reading");
+    run.feed(test.unaccepted(EVENTS), false);
     test.wait_until(&mut run, "1,000 deliveries", || {
         test.receiver.ids().len() >= seen + 1_000
     });
     test.kill(run);
 
-    // 3. While retries wait: the receiver answers 503; 1,000 more events;
-    //    killed once events have been retried.
+    // 3. While retries wait: the receiver answers 503, 1,000 more events;
+    //    killed once five deliveries have failed (their retries wait, with
+    //    the breaker open or not), and a little later.
     test.receiver.set_policy(Policy::Down(503));
-    let batch = test.unaccepted(1_000);
-    let mut run = test.start("retrying", batch.clone(), false);
-    test.wait_until(&mut run, "retries", || {
-        batch
-            .iter()
-            .filter(|id| test.receiver.tries(id).len() >= 2)
-            .count()
-            >= 3
+    let failed = test.receiver.answered(503);
+    let mut run = test.start("retrying");
+    run.feed(test.unaccepted(1_000), false);
+    test.wait_until(&mut run, "five failed deliveries", || {
+        test.receiver.answered(503) >= failed + 5
     });
-    std::thread::sleep(Duration::from_millis(300));
+    std::thread::sleep(Duration::from_millis(500));
     test.kill(run);
 
     // 4. Delivering what the log recovered: the receiver healthy, no new
     //    input; killed at the first recovered event it delivers.
     test.receiver.heal();
-    let recovered: Vec<String> = test.kills.last().unwrap().pending_for("webhook");
+    let recovered = test.kills.last().unwrap().pending_for("webhook");
     assert!(!recovered.is_empty(), "the log held the failing deliveries");
-    let mut run = test.start("recovering", Vec::new(), false);
+    let mut run = test.start("recovering");
     test.wait_until(&mut run, "a recovered delivery", || {
         recovered
             .iter()
@@ -87,10 +87,11 @@ fn killed_at_six_moments_no_accepted_event_is_lost_or_duplicated() {
     });
     test.kill(run);
 
-    // 5. Delivering after the end of input: 2,000 events, input closed,
-    //    killed once the receiver has seen 500 of them.
+    // 5. While delivering: 2,000 more events and the end of input; killed
+    //    once the receiver has seen 500 of them.
     let batch = test.unaccepted(2_000);
-    let mut run = test.start("delivering", batch.clone(), true);
+    let mut run = test.start("delivering");
+    run.feed(batch.clone(), true);
     test.wait_until(&mut run, "500 of 2,000 deliveries", || {
         batch
             .iter()
@@ -100,24 +101,29 @@ fn killed_at_six_moments_no_accepted_event_is_lost_or_duplicated() {
     });
     test.kill(run);
 
-    // 6. Draining: the receiver answers 503, 500 events, input closed; the
-    //    run waits for the retries and is killed meanwhile.
-    test.receiver.set_policy(Policy::Down(503));
-    let batch = test.unaccepted(500);
-    let mut run = test.start("draining", batch.clone(), true);
-    test.wait_until(&mut run, "retries while draining", || {
-        batch
-            .iter()
-            .filter(|id| test.receiver.tries(id).len() >= 2)
-            .count()
-            >= 3
+    // 6. Draining: once the recovered events are delivered, the receiver
+    //    answers 503 and the run reads 200 events (fewer than its queues
+    //    hold) to the end of input; it then waits for their retries, and is
+    //    killed once five deliveries have failed, and a little later.
+    let recovered = test.kills.last().unwrap().pending_for("webhook");
+    let mut run = test.start("draining");
+    test.wait_until(&mut run, "the recovered deliveries", || {
+        let delivered = test.receiver.ids_with_200();
+        recovered.iter().all(|id| delivered.contains(id))
     });
-    std::thread::sleep(Duration::from_millis(300));
+    test.receiver.set_policy(Policy::Down(503));
+    let failed = test.receiver.answered(503);
+    run.feed(test.unaccepted(200), true);
+    test.wait_until(&mut run, "five failed deliveries", || {
+        test.receiver.answered(503) >= failed + 5
+    });
+    std::thread::sleep(Duration::from_millis(500));
     test.kill(run);
 
     // The last run is not killed.
     test.receiver.heal();
-    let run = test.start("final", test.unaccepted(EVENTS), true);
+    let mut run = test.start("final");
+    run.feed(test.unaccepted(EVENTS), true);
     test.finish(run);
     test.check_every_event_delivered();
 }
@@ -148,6 +154,8 @@ impl Kill {
 struct Run {
     label: &'static str,
     child: Child,
+    /// Its input until [`Run::feed`] hands it to a writer thread.
+    stdin: Option<ChildStdin>,
     /// Writes the input; returns stdin when it is to stay open.
     writer: Option<JoinHandle<Option<ChildStdin>>>,
     stdout: PathBuf,
@@ -156,6 +164,23 @@ struct Run {
 }
 
 impl Run {
+    /// Writes the events `ids` to its input on a thread, then closes the
+    /// input if `close`. Once per run.
+    fn feed(&mut self, ids: Vec<String>, close: bool) {
+        let mut stdin = self.stdin.take().expect("a run is fed once");
+        self.fed.extend(ids.iter().cloned());
+        self.writer = Some(std::thread::spawn(move || {
+            for chunk in ids.chunks(100) {
+                let text: String = chunk.iter().map(|id| event_line(id)).collect();
+                // A killed process closes the pipe: stop writing.
+                if stdin.write_all(text.as_bytes()).is_err() {
+                    return None;
+                }
+            }
+            (!close).then_some(stdin)
+        }));
+    }
+
     fn stderr_text(&self) -> String {
         std::fs::read_to_string(&self.stderr).unwrap_or_default()
     }
@@ -164,16 +189,21 @@ impl Run {
         std::fs::read_to_string(&self.stdout).unwrap_or_default()
     }
 
-    /// The end of its stderr, for failure messages.
+    /// The end of its stderr and where the whole is, for failure messages.
     fn stderr_tail(&self) -> String {
         let text = self.stderr_text();
         let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(40)..].join("\n")
+        format!(
+            "{}\n(all of it in {})",
+            lines[lines.len().saturating_sub(40)..].join("\n"),
+            self.stderr.display()
+        )
     }
 
-    /// Waits for the input writer, which ends when the process does or
-    /// its input is written.
-    fn join_writer(&mut self) {
+    /// Closes its input, after waiting for the writer, which ends when the
+    /// process does or its input is written.
+    fn close_input(&mut self) {
+        self.stdin = None;
         if let Some(writer) = self.writer.take() {
             drop(writer.join().expect("the input writer"));
         }
@@ -197,7 +227,9 @@ struct CrashTest {
     config: PathBuf,
     data: tempfile::TempDir,
     database: PathBuf,
-    logs: tempfile::TempDir,
+    /// Each run's stdout and stderr, the config and the SQLite file, kept
+    /// after the test for a look at a failure.
+    logs: PathBuf,
     /// Every event id, in input order.
     ids: Vec<String>,
     /// Accepted so far (grows after each kill).
@@ -224,15 +256,16 @@ impl CrashTest {
             .unwrap();
         }
         let data = tempfile::tempdir().unwrap();
-        let logs = tempfile::tempdir().unwrap();
-        let database = logs.path().join("events.db");
+        let logs = common::cli_home().join("crash");
+        std::fs::create_dir_all(&logs).unwrap();
+        let database = logs.join("events.db");
         // Small queues, so that reading waits for room while the plugins
         // deliver; quick retries and breaker, and attempts that outlast the
         // test's outages, so nothing goes to the dead letters.
         let retries = "queue_capacity = 512\nmax_attempts = 100\nretry_initial_ms = 100\n\
                        retry_max_ms = 1000\nbreaker_cooldown_ms = 300\n\
                        breaker_max_cooldown_ms = 1000";
-        let config = logs.path().join("hookhost.toml");
+        let config = logs.join("hookhost.toml");
         std::fs::write(
             &config,
             format!(
@@ -269,12 +302,11 @@ impl CrashTest {
             .collect()
     }
 
-    /// Starts `hookhost run` and feeds it the events `ids` on a thread,
-    /// closing its input after them if `close`.
-    fn start(&mut self, label: &'static str, ids: Vec<String>, close: bool) -> Run {
-        let number = self.runs.len() + self.kills.len();
-        let stdout = self.logs.path().join(format!("{number}-{label}.stdout"));
-        let stderr = self.logs.path().join(format!("{number}-{label}.stderr"));
+    /// Starts `hookhost run`, its input open and empty until [`Run::feed`].
+    fn start(&self, label: &'static str) -> Run {
+        let number = self.runs.len();
+        let stdout = self.logs.join(format!("{number}-{label}.stdout"));
+        let stderr = self.logs.join(format!("{number}-{label}.stderr"));
         let mut child = common::hookhost_command()
             .env("RUST_LOG", "info")
             .arg("run")
@@ -289,32 +321,15 @@ impl CrashTest {
             .stderr(File::create(&stderr).unwrap())
             .spawn()
             .expect("start hookhost run");
-        let mut stdin = child.stdin.take().unwrap();
-        let fed: BTreeSet<String> = ids.iter().cloned().collect();
-        let writer = std::thread::spawn(move || {
-            for chunk in ids.chunks(100) {
-                let text: String = chunk
-                    .iter()
-                    .map(|id| {
-                        format!(
-                            r#"{{"event_id": "{id}", "event_type": "ProfilingStarted", "timestamp": "2025-01-15T10:30:00Z", "metadata": {{"table": "orders", "run_id": "crash"}}}}"#
-                        ) + "\n"
-                    })
-                    .collect();
-                // A killed process closes the pipe: stop writing.
-                if stdin.write_all(text.as_bytes()).is_err() {
-                    return None;
-                }
-            }
-            (!close).then_some(stdin)
-        });
+        let stdin = child.stdin.take();
         Run {
             label,
             child,
-            writer: Some(writer),
+            stdin,
+            writer: None,
             stdout,
             stderr,
-            fed,
+            fed: BTreeSet::new(),
         }
     }
 
@@ -355,7 +370,7 @@ impl CrashTest {
             run.label,
             run.stderr_tail()
         );
-        run.join_writer();
+        run.close_input();
         self.check_recovered_line(&run);
 
         let in_log = self.in_log();
@@ -425,7 +440,7 @@ impl CrashTest {
             }
             std::thread::sleep(Duration::from_millis(20));
         };
-        run.join_writer();
+        run.close_input();
         assert!(
             status.success(),
             "the last run failed ({status}):\n{}",
@@ -565,6 +580,13 @@ impl CrashTest {
             result
         })
     }
+}
+
+/// The JSON line of event `id`.
+fn event_line(id: &str) -> String {
+    format!(
+        r#"{{"event_id": "{id}", "event_type": "ProfilingStarted", "timestamp": "2025-01-15T10:30:00Z", "metadata": {{"table": "orders", "run_id": "crash"}}}}"#
+    ) + "\n"
 }
 
 /// Copies the folder `from` into `to`, recursively.

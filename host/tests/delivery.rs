@@ -117,6 +117,7 @@ async fn the_flaky_receiver_answers_by_its_policy() {
         client
             .post(receiver.url())
             .header("webhook-id", id)
+            .header("webhook-attempt", "2")
             .body(format!(r#"{{"event_id": "{id}"}}"#))
             .send()
     };
@@ -143,15 +144,15 @@ async fn the_flaky_receiver_answers_by_its_policy() {
     assert!(receiver
         .tries("a")
         .iter()
-        .all(|t| t.event_id.as_deref() == Some("a")));
+        .all(|t| t.event_id.as_deref() == Some("a") && t.attempt == Some(2)));
     assert_eq!(receiver.ids_with_200(), ["a", "c"].map(String::from).into());
     assert_eq!(receiver.requests(), 6);
     assert_eq!(receiver.answered(503), 3);
 }
 
 /// 1,000 events, each answered 503 twice then 200: each arrives exactly
-/// three times under its own `webhook-id`, every wait within the
-/// schedule's bound.
+/// three times under its own `webhook-id`, numbered 1, 2, 3 in
+/// `webhook-attempt`, every wait within the schedule's bound.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_receiver_failing_twice_gets_every_event_three_times_within_the_schedule() {
     const EVENTS: usize = 1_000;
@@ -175,6 +176,12 @@ async fn a_receiver_failing_twice_gets_every_event_three_times_within_the_schedu
     for id in &ids {
         let tries = receiver.tries(id);
         assert_eq!(statuses(&tries), [503, 503, 200], "{id}");
+        let attempts: Vec<Option<u32>> = tries.iter().map(|t| t.attempt).collect();
+        assert_eq!(
+            attempts,
+            [Some(1), Some(2), Some(3)],
+            "{id}: webhook-attempt"
+        );
         for (n, gap) in gaps(&tries).into_iter().enumerate() {
             let bound = schedule_bound(n as u32 + 1, initial, max) + SCHEDULING_SLACK;
             assert!(gap <= bound, "{id}: wait {} {gap:?} > {bound:?}", n + 1);

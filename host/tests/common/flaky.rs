@@ -2,8 +2,9 @@
 //!
 //! It answers every request by a [`Policy`] that the test can change while
 //! it runs ([`Flaky::set_policy`], [`Flaky::heal`]), and records every try
-//! of every `webhook-id`: when it arrived, the status it was answered with
-//! and the `event_id` in its JSON body. It speaks just enough HTTP/1.1 for
+//! of every `webhook-id`: when it arrived, the status it was answered with,
+//! the `webhook-attempt` the hook numbered it with and the `event_id` in
+//! its JSON body. It speaks just enough HTTP/1.1 for
 //! the host's client, keep-alive included (the client reuses connections;
 //! closing each would leave thousands of sockets in `TIME_WAIT` in a long
 //! test).
@@ -43,6 +44,8 @@ pub struct Try {
     pub at: Instant,
     /// The status it was answered with.
     pub status: u16,
+    /// Its `webhook-attempt` header (1 for a first delivery), if sent.
+    pub attempt: Option<u32>,
     /// The `event_id` of its JSON body, if the body had one.
     pub event_id: Option<String>,
 }
@@ -184,6 +187,7 @@ async fn serve(mut conn: TcpStream, shared: Arc<Shared>) {
             .push(Try {
                 at,
                 status,
+                attempt: request.attempt,
                 event_id,
             });
         let retry_after = retry_after
@@ -237,6 +241,7 @@ async fn decide(shared: &Shared, webhook_id: &str) -> (u16, Option<u32>) {
 /// What the receiver needs of one request.
 struct Request {
     webhook_id: String,
+    attempt: Option<u32>,
     body: Vec<u8>,
     /// The client sent `connection: close`.
     close: bool,
@@ -276,6 +281,7 @@ async fn read_request(conn: &mut TcpStream, buffer: &mut Vec<u8>) -> Option<Requ
     }
     let request = Request {
         webhook_id: header("webhook-id").unwrap_or_default().to_owned(),
+        attempt: header("webhook-attempt").and_then(|value| value.parse().ok()),
         body: buffer[body_start..body_start + length].to_vec(),
         close: header("connection").is_some_and(|v| v.eq_ignore_ascii_case("close")),
     };
