@@ -3,9 +3,11 @@
 //! names) in memory and with the write-ahead log in a temporary data
 //! directory, and the time to replay 10,000 dead letters through them.
 //!
-//! Events are sent by many concurrent `Host::send` callers, as a busy
-//! embedder would: with the log on, each `send` resolves once its event is
-//! synced, and concurrent callers share one sync (group commit).
+//! Events are handed to the host two ways: by many concurrent `Host::send`
+//! callers, as a busy embedder would (with the log on, each `send` resolves
+//! once its event is synced, and callers waiting at the same time share one
+//! sync), and with `Host::send_batch`, as `hookhost run` hands over what it
+//! has read (one sync per batch).
 //!
 //! `cargo bench --bench delivery` runs it in full and says whether the
 //! goals hold (with the log: at least 50,000 events/s, and at least half
@@ -22,6 +24,10 @@ use hookhost::{Event, Host};
 const PLUGINS: usize = 5;
 /// Concurrent `send` callers.
 const SENDERS: usize = 256;
+/// Events per `send_batch` call.
+const BATCH: usize = 256;
+/// Concurrent `send_batch` callers.
+const BATCH_SENDERS: usize = 4;
 /// Events sent before timing: first instances, code pages, allocator.
 const WARM_UP: u64 = 100;
 /// Goal with the log on, events per second accepted and delivered.
@@ -36,40 +42,76 @@ fn main() {
         .expect("tokio runtime");
     runtime.block_on(async {
         println!(
-            "delivery benchmark: {PLUGINS} trivial plugins, {SENDERS} concurrent senders, \
-             {} cores, {}",
+            "delivery benchmark: {PLUGINS} trivial plugins, {events} events, {} cores, {}",
             std::thread::available_parallelism().map_or(0, |n| n.get()),
             cpu_model()
         );
-        let memory = throughput(events, None).await;
-        memory.report("in memory", events);
-        let data = tempfile::tempdir().expect("a temporary data directory");
-        let logged = throughput(events, Some(data.path())).await;
-        logged.report("write-ahead log", events);
+        let mut rates = Vec::new();
+        for sending in [Sending::Each, Sending::Batches] {
+            let memory = throughput(events, None, sending).await;
+            memory.report(&format!("{}, in memory", sending.label()), events);
+            let data = tempfile::tempdir().expect("a temporary data directory");
+            let logged = throughput(events, Some(data.path()), sending).await;
+            logged.report(&format!("{}, write-ahead log", sending.label()), events);
+            let (memory_rate, logged_rate) =
+                (memory.delivered_rate(events), logged.delivered_rate(events));
+            println!(
+                "ratio write-ahead log / in memory, {}: {:.2}",
+                sending.label(),
+                logged_rate / memory_rate
+            );
+            rates.push((sending, memory_rate, logged_rate));
+        }
         let replay = replay(dead_letters).await;
         println!(
             "replay of {dead_letters} dead letters: {:.3} s ({:.0} entries/s)",
             replay.as_secs_f64(),
             dead_letters as f64 / replay.as_secs_f64()
         );
-
-        let (memory_rate, logged_rate) =
-            (memory.delivered_rate(events), logged.delivered_rate(events));
-        let ratio = logged_rate / memory_rate;
-        println!("ratio write-ahead log / in memory: {ratio:.2}");
         if !full {
             println!("(smoke run with few events; `cargo bench --bench delivery` measures)");
             return;
         }
-        println!(
-            "goal >= {GOAL_EVENTS_PER_SECOND:.0} events/s with the log: {} ({logged_rate:.0})",
-            verdict(logged_rate >= GOAL_EVENTS_PER_SECOND)
-        );
-        println!(
-            "goal with the log >= half the in-memory rate: {} ({ratio:.2})",
-            verdict(ratio >= 0.5)
-        );
+        for (sending, memory_rate, logged_rate) in rates {
+            let label = sending.label();
+            println!(
+                "goal >= {GOAL_EVENTS_PER_SECOND:.0} events/s with the log, {label}: {} \
+                 ({logged_rate:.0})",
+                verdict(logged_rate >= GOAL_EVENTS_PER_SECOND)
+            );
+            let ratio = logged_rate / memory_rate;
+            println!(
+                "goal with the log >= half the in-memory rate, {label}: {} ({ratio:.2})",
+                verdict(ratio >= 0.5)
+            );
+        }
     });
+}
+
+/// How the events are handed to the host.
+#[derive(Debug, Clone, Copy)]
+enum Sending {
+    /// `Host::send`, one event per call, from [`SENDERS`] tasks at once.
+    Each,
+    /// `Host::send_batch`, [`BATCH`] events per call, from
+    /// [`BATCH_SENDERS`] tasks at once.
+    Batches,
+}
+
+impl Sending {
+    fn label(self) -> String {
+        match self {
+            Sending::Each => format!("send, {SENDERS} callers"),
+            Sending::Batches => format!("send_batch of {BATCH}, {BATCH_SENDERS} callers"),
+        }
+    }
+
+    fn callers(self) -> usize {
+        match self {
+            Sending::Each => SENDERS,
+            Sending::Batches => BATCH_SENDERS,
+        }
+    }
 }
 
 /// How long it took until every event was accepted, and until every
@@ -86,7 +128,7 @@ impl Throughput {
 
     fn report(&self, label: &str, events: u64) {
         println!(
-            "{label:<16} accepted {:>9.0} events/s   accepted and delivered {:>9.0} events/s",
+            "{label:<46} accepted {:>9.0} events/s, accepted and delivered {:>9.0} events/s",
             events as f64 / self.accepted.as_secs_f64(),
             self.delivered_rate(events)
         );
@@ -123,30 +165,24 @@ async fn noop_host(data_dir: Option<&Path>) -> Host {
     builder.build().await.expect("host")
 }
 
-/// Sends `events` events from [`SENDERS`] concurrent callers and shuts
-/// down once they are accepted.
-async fn throughput(events: u64, data_dir: Option<&Path>) -> Throughput {
+/// Sends `events` events as `sending` says and shuts the host down once
+/// they are accepted.
+async fn throughput(events: u64, data_dir: Option<&Path>, sending: Sending) -> Throughput {
     let host = noop_host(data_dir).await;
     for n in 0..WARM_UP {
         host.send(event(u64::MAX - n)).await.expect("accepted");
     }
-    let mut shares: Vec<Vec<Event>> = (0..SENDERS).map(|_| Vec::new()).collect();
+    let callers = sending.callers();
+    let mut shares: Vec<Vec<Event>> = (0..callers).map(|_| Vec::new()).collect();
     for n in 0..events {
-        shares[n as usize % SENDERS].push(event(n));
+        shares[n as usize % callers].push(event(n));
     }
 
     let host = Arc::new(host);
     let started = Instant::now();
     let senders: Vec<_> = shares
         .into_iter()
-        .map(|share| {
-            let host = host.clone();
-            tokio::spawn(async move {
-                for event in share {
-                    host.send(event).await.expect("accepted");
-                }
-            })
-        })
+        .map(|share| tokio::spawn(send_all(host.clone(), share, sending)))
         .collect();
     for sender in senders {
         sender.await.expect("sender");
@@ -162,6 +198,26 @@ async fn throughput(events: u64, data_dir: Option<&Path>) -> Throughput {
     Throughput {
         accepted,
         delivered,
+    }
+}
+
+/// Hands `events` to `host`, in order, as `sending` says.
+async fn send_all(host: Arc<Host>, events: Vec<Event>, sending: Sending) {
+    match sending {
+        Sending::Each => {
+            for event in events {
+                host.send(event).await.expect("accepted");
+            }
+        }
+        Sending::Batches => {
+            let mut events = events.into_iter().peekable();
+            while events.peek().is_some() {
+                let batch: Vec<Event> = events.by_ref().take(BATCH).collect();
+                for result in host.send_batch(batch).await {
+                    result.expect("accepted");
+                }
+            }
+        }
     }
 }
 
