@@ -84,11 +84,6 @@ impl Flaky {
         Flaky { addr, shared }
     }
 
-    /// The address it listens on.
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
-    }
-
     /// The URL to configure as the webhook's `url`.
     pub fn url(&self) -> String {
         format!("http://{}/events", self.addr)
