@@ -1,8 +1,8 @@
 //! Crash safety: a real `hookhost run` process with a data directory, the
 //! built-in `sql` hook (SQLite) and `webhook` hook, fed 10,000 events with
 //! unique ids and killed with SIGKILL at six different moments (starting
-//! up, reading input, while retries wait, while delivering what the log
-//! recovered, delivering after the end of input, draining), restarted each
+//! up, reading input, while retries wait, delivering what the log
+//! recovered, delivering, draining after the end of input), restarted each
 //! time with the input not yet accepted.
 //!
 //! An event counts as accepted once the process has it in its write-ahead
