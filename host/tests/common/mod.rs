@@ -4,6 +4,7 @@
 //! that keeps other tests from adding to it while it is measured.
 #![allow(dead_code)]
 
+pub mod flaky;
 pub mod receiver;
 pub mod servers;
 
