@@ -400,6 +400,7 @@ fn without_a_store_there_are_no_dead_letters_and_no_file_is_made() {
 #[test]
 fn the_default_data_dir_is_under_xdg_data_home() {
     let out = hookhost_command()
+        .env_remove("HOOKHOST_DATA_DIR")
         .args(["dlq", "list"])
         .output()
         .expect("run hookhost dlq");

@@ -164,7 +164,7 @@ async fn a_receiver_failing_twice_gets_every_event_three_times_within_the_schedu
     .await;
     let host = webhook_host(
         &receiver,
-        "retry_initial_ms = 50\nretry_max_ms = 400\nbreaker_threshold = 1000",
+        "retry_initial_ms = 50\nretry_max_ms = 400\nmax_attempts = 8\nbreaker_threshold = 1000",
     )
     .await;
     let ids = ids("twice", EVENTS);
@@ -216,7 +216,7 @@ async fn retry_after_from_the_receiver_delays_every_retry() {
     .await;
     let host = webhook_host(
         &receiver,
-        "retry_initial_ms = 50\nretry_max_ms = 5000\nbreaker_threshold = 1000",
+        "retry_initial_ms = 50\nretry_max_ms = 5000\nmax_attempts = 8\nbreaker_threshold = 1000",
     )
     .await;
     let ids = ids("hint", EVENTS);

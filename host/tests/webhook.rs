@@ -157,8 +157,9 @@ async fn a_malformed_secret_is_a_permanent_error_naming_the_setting() {
 /// A whole `hookhost run` at trace level, with secrets from the environment
 /// and marked in the file, requests that are denied, refused and answered
 /// with errors, and a plugin that prints its settings: no secret appears
-/// in anything it writes.
-#[tokio::test]
+/// in anything it writes. The receiver answers on another thread while
+/// this one waits for the run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_whole_run_never_prints_a_secret() {
     let (addr, _received) = receiver::start().await;
     const TOKEN: &str = "T0KEN-3f9a1c";
@@ -176,6 +177,13 @@ async fn a_whole_run_never_prints_a_secret() {
         &config_path,
         format!(
             r#"
+# Every failure is retried once, at once: the retry's log lines must not
+# print a secret either.
+[defaults]
+max_attempts = 2
+retry_initial_ms = 1
+breaker_threshold = 0
+
 [plugins.webhook]
 http_allow = ["http://{addr}"]
 http_private = ["127.0.0.1"]
