@@ -490,7 +490,11 @@ fn an_event_the_host_refuses_is_skipped_by_number_and_the_rest_handled() {
     // within the 4 MiB event limit: the host refuses that one event.
     let dir = common::plugins_dir(&["counts"]);
     let config = dir.path().join("hookhost.toml");
-    std::fs::write(&config, "[plugins.counts]\nqueue_mib = 1\n").unwrap();
+    std::fs::write(
+        &config,
+        "[engine]\nmax_event_kib = 4096\n[plugins.counts]\nqueue_mib = 1\n",
+    )
+    .unwrap();
     let big = format!(
         r#"{{"event_type": "Custom", "metadata": {{"pad": "{}"}}}}"#,
         "x".repeat(3 << 19)

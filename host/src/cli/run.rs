@@ -66,7 +66,7 @@ impl DeliveryArgs {
 }
 
 /// Bytes read from stdin at a time. Large enough that a long line costs few
-/// reads; small beside the default 4 MiB event limit, which bounds the rest
+/// reads; small beside the default 1 MiB event limit, which bounds the rest
 /// of what one line can make the host hold.
 const READ_BUFFER: usize = 64 << 10;
 

@@ -31,10 +31,10 @@ pub const DEFAULT_QUEUE_MIB: u64 = 64;
 /// Largest `.wasm` file loaded as a plugin when nothing is configured. A
 /// Rust hook is about 0.1 MiB, a Python or JavaScript one under 20 MiB.
 pub const DEFAULT_MAX_PLUGIN_MIB: u64 = 64;
-/// Largest event accepted when nothing is configured, as its JSON text: a
-/// profiler's event is a few hundred bytes, its largest metadata (a whole
-/// schema, a sample of rows) well under this.
-pub const DEFAULT_MAX_EVENT_KIB: u64 = 4096;
+/// Largest event accepted when nothing is configured, as its JSON text
+/// (1 MiB): a profiler's event is a few hundred bytes, its largest metadata
+/// (a whole schema, a sample of rows) well under this.
+pub const DEFAULT_MAX_EVENT_KIB: u64 = 1024;
 /// Events that may wait in one plugin's queue. Past this, `Host::emit`
 /// refuses the event (nothing is half-delivered) and `Host::send` waits.
 pub const DEFAULT_QUEUE_CAPACITY: usize = 65_536;
