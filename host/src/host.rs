@@ -331,7 +331,11 @@ async fn requeue(registry: &Registry, recovered: Vec<Recovered>) {
                 for (plugin, attempts) in entry.pending.clone() {
                     let error =
                         format!("the write-ahead log holds an event that does not parse: {err}");
-                    orphans.push((orphan(&plugin, &entry, None, "error", attempts, error), plugin, entry.seq));
+                    orphans.push((
+                        orphan(&plugin, &entry, None, "error", attempts, error),
+                        plugin,
+                        entry.seq,
+                    ));
                 }
                 continue;
             }
@@ -360,7 +364,10 @@ async fn requeue(registry: &Registry, recovered: Vec<Recovered>) {
     if orphans.is_empty() {
         return;
     }
-    let letters: Vec<NewDeadLetter> = orphans.iter().map(|(letter, _, _)| letter.clone()).collect();
+    let letters: Vec<NewDeadLetter> = orphans
+        .iter()
+        .map(|(letter, _, _)| letter.clone())
+        .collect();
     match registry.dead_letters.add(&letters).await {
         Ok(()) => {
             if let Some(wal) = &registry.wal {
@@ -368,7 +375,10 @@ async fn requeue(registry: &Registry, recovered: Vec<Recovered>) {
                     wal.completed(&Arc::from(plugin), vec![seq]);
                 }
             }
-            tracing::warn!("{} recovered deliveries went to the dead letters", letters.len());
+            tracing::warn!(
+                "{} recovered deliveries went to the dead letters",
+                letters.len()
+            );
         }
         Err(err) => tracing::error!(
             "cannot put {} recovered deliveries in the dead letters ({err}); they stay in the \
@@ -432,7 +442,10 @@ fn route_names(routes: &[Arc<Route>]) -> Vec<Arc<str>> {
 /// announced to tokio (`block_in_place`), so the plugin's worker keeps
 /// running elsewhere; a current-thread runtime could not run it while this
 /// thread waits, so there the queue's fullness is an error, as for `reject`.
-fn wait_for_room(route: &Route, size: usize) -> Result<crate::queue::Reservation<'_, Job>, QueueError> {
+fn wait_for_room(
+    route: &Route,
+    size: usize,
+) -> Result<crate::queue::Reservation<'_, Job>, QueueError> {
     use tokio::runtime::{Handle, RuntimeFlavor};
     match Handle::try_current().map(|handle| handle.runtime_flavor()) {
         Ok(RuntimeFlavor::MultiThread) => {
@@ -661,10 +674,13 @@ impl Host {
             let event = Arc::new(event);
             for route in routes.iter() {
                 let reserved = route.queue.reserve(size).await;
-                let sent = reserved.map_err(|err| queue_error(route, err, size)).map(|reservation| {
-                    let delivery = Delivery::new(event.clone(), seq, size);
-                    requeue_dropped(route, reservation.push(Job::Event(delivery)));
-                });
+                let sent =
+                    reserved
+                        .map_err(|err| queue_error(route, err, size))
+                        .map(|reservation| {
+                            let delivery = Delivery::new(event.clone(), seq, size);
+                            requeue_dropped(route, reservation.push(Job::Event(delivery)));
+                        });
                 match sent {
                     Ok(()) => {
                         route.accepted.fetch_add(1, Ordering::Relaxed);

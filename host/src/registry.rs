@@ -247,7 +247,11 @@ impl Registry {
             return Err(plugin);
         };
         let (name, hash) = (plugin.name.clone(), plugin.hash.clone());
-        if route.queue.push_unbounded(Job::Swap(Box::new(plugin))).is_err() {
+        if route
+            .queue
+            .push_unbounded(Job::Swap(Box::new(plugin)))
+            .is_err()
+        {
             return Ok(());
         }
         tracing::info!(

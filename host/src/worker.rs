@@ -33,7 +33,9 @@ use crate::outcome::{Failure, FailureClass, Fate, Outcome, PluginStats};
 use crate::plugin::LoadedPlugin;
 use crate::printable::escape_controls;
 use crate::queue::{PluginQueue, Queued};
-use crate::state::{DeliveryCall, EventEffects, MemoryCapExceeded, PluginState, MAX_HOST_RESOURCES};
+use crate::state::{
+    DeliveryCall, EventEffects, MemoryCapExceeded, PluginState, MAX_HOST_RESOURCES,
+};
 
 /// Most events taken off the queue per wake-up. Draining what is queued in
 /// one go saves a task wake-up per event, which costs about as much as a
@@ -422,7 +424,10 @@ impl Worker {
                 let unwell = failure.class != FailureClass::Returned || failure.retryable;
                 let transition = state.breaker.failure(now, &self.limits, unwell);
                 self.log_transition(transition);
-                let first = delivery.failed.as_ref().map_or_else(SystemTime::now, |f| f.1);
+                let first = delivery
+                    .failed
+                    .as_ref()
+                    .map_or_else(SystemTime::now, |f| f.1);
                 delivery.failed = Some((failure.clone(), first));
                 if failure.retryable && delivery.attempts < self.limits.max_attempts {
                     let drained = self.aftercare.drain.borrow().is_some_and(|d| now >= d);
@@ -432,13 +437,16 @@ impl Worker {
                         self.finish(reply, result, Fate::Stopped, latency, settled);
                         return;
                     }
-                    let after = retry_delay(&self.limits, delivery.attempts, hint, state.jitter.unit());
+                    let after =
+                        retry_delay(&self.limits, delivery.attempts, hint, state.jitter.unit());
                     if let (Some(wal), Some(seq)) = (&self.aftercare.wal, delivery.seq) {
                         wal.attempted(&self.plugin.name, seq, delivery.attempts);
                     }
                     let reply = delivery.reply.take();
                     state.retry_counter += 1;
-                    state.retries.insert((now + after, state.retry_counter), delivery);
+                    state
+                        .retries
+                        .insert((now + after, state.retry_counter), delivery);
                     self.finish(reply, result, Fate::Retrying { after }, latency, settled);
                     return;
                 }
@@ -476,7 +484,11 @@ impl Worker {
 
     /// The dead letter of a delivery that failed for good (its last failure
     /// and attempts), or, with `class`, of one that never failed.
-    fn dead_letter(&self, delivery: &Delivery, never_tried: Option<(&str, String)>) -> NewDeadLetter {
+    fn dead_letter(
+        &self,
+        delivery: &Delivery,
+        never_tried: Option<(&str, String)>,
+    ) -> NewDeadLetter {
         let now = chrono::Utc::now();
         let (class, error, first) = match (&delivery.failed, never_tried) {
             (_, Some((class, error))) => (class.to_owned(), error, now),
@@ -573,11 +585,16 @@ impl Worker {
     /// the store has it.
     async fn record(&self, settled: &mut Settled) {
         if !settled.dead_letters.is_empty() {
-            let entries: Vec<NewDeadLetter> =
-                settled.dead_letters.iter().map(|(entry, _)| entry.clone()).collect();
+            let entries: Vec<NewDeadLetter> = settled
+                .dead_letters
+                .iter()
+                .map(|(entry, _)| entry.clone())
+                .collect();
             match self.aftercare.dead_letters.add(&entries).await {
                 Ok(()) => {
-                    settled.completed.extend(settled.dead_letters.iter().filter_map(|(_, seq)| *seq));
+                    settled
+                        .completed
+                        .extend(settled.dead_letters.iter().filter_map(|(_, seq)| *seq));
                 }
                 Err(err) => {
                     let ids: Vec<&str> = entries.iter().map(|e| e.event_id.as_str()).collect();
@@ -619,7 +636,11 @@ impl Worker {
             stats.left_to_dead_letters += settled.left_to_dead_letters;
         }
         settled.outcomes.clear();
-        (settled.dropped, settled.left_in_log, settled.left_to_dead_letters) = (0, 0, 0);
+        (
+            settled.dropped,
+            settled.left_in_log,
+            settled.left_to_dead_letters,
+        ) = (0, 0, 0);
     }
 
     /// Logs a breaker transition once and counts it.
@@ -641,7 +662,10 @@ impl Worker {
                 cooldown.as_secs_f64()
             ),
             Transition::Probing => {
-                tracing::info!(plugin, "circuit breaker: cool-down over, probing with one event")
+                tracing::info!(
+                    plugin,
+                    "circuit breaker: cool-down over, probing with one event"
+                )
             }
             Transition::Closed => {
                 tracing::info!(plugin, "circuit breaker closed: the probe succeeded")
@@ -665,7 +689,8 @@ impl Worker {
     fn report_failure(&self, id: &str, mut failure: Failure) -> Failure {
         let settings = &self.grants.settings;
         let total = failure.message.len();
-        failure.message = match settings.redact_prefix(&failure.message, MAX_FAILURE_MESSAGE_BYTES) {
+        failure.message = match settings.redact_prefix(&failure.message, MAX_FAILURE_MESSAGE_BYTES)
+        {
             (masked, false) => masked.into_owned(),
             (masked, true) => format!("{masked} […cut: {total} bytes in all]"),
         };

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use hookhost::printable::escape_controls;
-use hookhost::{Fate, FailureClass, Outcome, PluginSummary};
+use hookhost::{FailureClass, Fate, Outcome, PluginSummary};
 
 /// A duration with a unit that keeps three significant digits or so.
 pub fn format_duration(d: Duration) -> String {

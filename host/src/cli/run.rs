@@ -55,12 +55,14 @@ impl DeliveryArgs {
         }
         match &self.data_dir {
             Some(dir) => Ok(Some(dir.clone())),
-            None => hookhost::delivery::default_data_dir().map(Some).ok_or_else(|| {
-                anyhow::anyhow!(
+            None => hookhost::delivery::default_data_dir()
+                .map(Some)
+                .ok_or_else(|| {
+                    anyhow::anyhow!(
                     "no data directory: neither XDG_DATA_HOME nor HOME is set; pass --data-dir \
                      DIR, or --in-memory to keep events in memory only"
                 )
-            }),
+                }),
         }
     }
 }

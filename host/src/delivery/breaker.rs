@@ -169,7 +169,13 @@ mod tests {
         assert_eq!(breaker.failure(now, &limits, true), None);
         let opened = breaker.failure(now, &limits, true);
         let cooldown = Duration::from_secs(30);
-        assert_eq!(opened, Some(Transition::Opened { failures: 3, cooldown }));
+        assert_eq!(
+            opened,
+            Some(Transition::Opened {
+                failures: 3,
+                cooldown
+            })
+        );
         assert_eq!(breaker.permit(now).0, Permit::WaitUntil(now + cooldown));
         let later = now + cooldown;
         assert_eq!(
