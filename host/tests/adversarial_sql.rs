@@ -62,8 +62,11 @@ async fn two_clients(section: &str, a_limits: &str) -> (Host, tempfile::TempDir)
         )
         .unwrap();
     }
+    // Events carrying statements past 1 MiB are over the default event
+    // limit; the database's own limits are what these tests reach.
     let config = format!(
-        "[databases.main]\n{section}\n\
+        "[engine]\nmax_event_kib = 2048\n\
+         [databases.main]\n{section}\n\
          [plugins.sql-a]\ndatabases = [\"main\"]\n{a_limits}\n\
          [plugins.sql-a.settings]\nname = \"a\"\n\
          [plugins.sql-b]\ndatabases = [\"main\"]\ntimeout_ms = 5000\n\
