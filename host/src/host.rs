@@ -5,21 +5,30 @@ use std::collections::hash_map::{Entry, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 
 use smallvec::SmallVec;
-use tokio::sync::mpsc::error::TrySendError;
-use tokio::sync::{oneshot, TryAcquireError};
+use tokio::sync::oneshot;
 
 use crate::bindings::Event;
 use crate::cache::CacheStats;
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, ConfigError, OnFull};
+use crate::delivery::{
+    self, DeadLetterError, DeadLetters, NewDeadLetter, Recovered, ReplayReport, Wal, WalError,
+};
 use crate::engine::{EngineError, Runtime};
-use crate::outcome::{Failure, FailureClass, Outcome};
+use crate::outcome::{Failure, FailureClass, Fate, Outcome};
 use crate::plugin::{self, LoadError};
 use crate::printable;
+use crate::queue::QueueError;
 use crate::registry::{PluginSummary, Registry, ReloadStats, Route, Unfinished};
 use crate::watch::Watcher;
-use crate::worker::Job;
+use crate::worker::{Delivery, Job, Mode};
+
+/// How long [`Host::shutdown`] waits for pending deliveries (retries, events
+/// held by a circuit breaker) unless [`HostBuilder::drain_timeout`] says
+/// otherwise.
+pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Why a host could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +56,12 @@ pub enum HostError {
     /// The async runtime shut down while the host was starting.
     #[error("the async runtime shut down while the host was starting")]
     Interrupted,
+    /// The write-ahead log in the data directory could not be opened.
+    #[error(transparent)]
+    Log(#[from] WalError),
+    /// The dead-letter store could not be opened.
+    #[error(transparent)]
+    DeadLetters(#[from] DeadLetterError),
 }
 
 /// Why an event was not accepted. When `emit` returns an error, no plugin
@@ -83,6 +98,10 @@ pub enum EmitError {
         /// The config key that sets the limit.
         key: &'static str,
     },
+    /// The write-ahead log could not write the event (a full or read-only
+    /// disk): it was not accepted.
+    #[error(transparent)]
+    Log(Arc<WalError>),
     /// The host is shutting down.
     #[error("the host is shut down")]
     ShutDown,
@@ -97,6 +116,8 @@ pub struct HostBuilder {
     cache_dir: Option<PathBuf>,
     embedded: Vec<(String, Vec<u8>)>,
     config: Config,
+    data_dir: Option<PathBuf>,
+    drain_timeout: Option<Duration>,
 }
 
 impl HostBuilder {
@@ -139,6 +160,22 @@ impl HostBuilder {
     /// Uses `config` for limits, enabled switches and settings.
     pub fn config(mut self, config: Config) -> Self {
         self.config = config;
+        self
+    }
+
+    /// Keeps a write-ahead log and the dead letters in `dir`: an event is
+    /// accepted once it is written there, and a restart delivers what a
+    /// crash left undelivered. Without it, the host keeps events and dead
+    /// letters in memory only.
+    pub fn data_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.data_dir = Some(dir.into());
+        self
+    }
+
+    /// How long [`Host::shutdown`] waits for pending deliveries
+    /// ([`DEFAULT_DRAIN_TIMEOUT`] unless set).
+    pub fn drain_timeout(mut self, timeout: Duration) -> Self {
+        self.drain_timeout = Some(timeout);
         self
     }
 
@@ -219,9 +256,20 @@ impl HostBuilder {
                 }
             }
         }
+        let (wal, recovered) = match self.data_dir.clone() {
+            Some(dir) => {
+                let (wal, recovered) = blocking(move || Wal::open(&dir)).await??;
+                (Some(wal), recovered)
+            }
+            None => (None, Vec::new()),
+        };
+        let dead_letters = Arc::new(match &self.data_dir {
+            Some(dir) => DeadLetters::open(&delivery::dead_letters_file(dir)).await?,
+            None => DeadLetters::in_memory().await?,
+        });
         let shared = Arc::new(Shared {
             runtime,
-            registry: Registry::default(),
+            registry: Registry::new(dead_letters, wal),
             config: RwLock::new(Arc::new(self.config)),
             config_file: self.config_file,
         });
@@ -229,12 +277,27 @@ impl HostBuilder {
         for plugin in plugins {
             shared.registry.add(plugin, &config);
         }
+        match &self.data_dir {
+            Some(dir) => {
+                tracing::info!(
+                    "write-ahead log in {}: {} events in flight recovered",
+                    printable::path(dir),
+                    recovered.len()
+                );
+                requeue(&shared.registry, recovered).await;
+            }
+            None => tracing::info!(
+                "no data directory: accepted events and dead letters are kept in memory only, \
+                 so a crash loses the events not yet delivered"
+            ),
+        }
         let watcher = match (&self.plugins_dir, self.watch) {
             (Some(dir), true) => Some(Watcher::start(shared.clone(), dir)?),
             _ => None,
         };
         Ok(Host {
             max_event_bytes: config.engine.max_event_bytes(),
+            drain_timeout: self.drain_timeout.unwrap_or(DEFAULT_DRAIN_TIMEOUT),
             shared,
             load_errors,
             watcher,
@@ -256,16 +319,138 @@ fn json_size(event: &Event) -> usize {
         + event.metadata.len()
 }
 
-/// Whether an event of `size` bytes can ever fit `route`'s queue.
-fn fits_queue(route: &Route, size: u32) -> Result<(), EmitError> {
-    if size as usize > route.queue_bytes {
-        return Err(EmitError::TooLarge {
-            bytes: size as usize,
+/// Hands the events the write-ahead log recovered to their plugins, ahead
+/// of any new event; deliveries for plugins that are not loaded go to the
+/// dead letters.
+async fn requeue(registry: &Registry, recovered: Vec<Recovered>) {
+    let mut orphans = Vec::new();
+    for entry in recovered {
+        let event = match Event::from_json(&entry.event_json) {
+            Ok(event) => Arc::new(event),
+            Err(err) => {
+                for (plugin, attempts) in entry.pending.clone() {
+                    let error =
+                        format!("the write-ahead log holds an event that does not parse: {err}");
+                    orphans.push((orphan(&plugin, &entry, None, "error", attempts, error), plugin, entry.seq));
+                }
+                continue;
+            }
+        };
+        let bytes = json_size(&event);
+        for (plugin, attempts) in entry.pending.clone() {
+            match registry.route(&plugin) {
+                Some(route) => {
+                    let mut delivery = Delivery::new(event.clone(), Some(entry.seq), bytes);
+                    delivery.attempts = attempts;
+                    if route.queue.push_unbounded(Job::Event(delivery)).is_ok() {
+                        route.accepted.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                None => {
+                    let error = format!(
+                        "plugin {plugin} was not loaded when the write-ahead log was recovered; \
+                         once it is, `hookhost dlq replay --plugin {plugin}` delivers this event"
+                    );
+                    let letter = orphan(&plugin, &entry, Some(&event), "unloaded", attempts, error);
+                    orphans.push((letter, plugin, entry.seq));
+                }
+            }
+        }
+    }
+    if orphans.is_empty() {
+        return;
+    }
+    let letters: Vec<NewDeadLetter> = orphans.iter().map(|(letter, _, _)| letter.clone()).collect();
+    match registry.dead_letters.add(&letters).await {
+        Ok(()) => {
+            if let Some(wal) = &registry.wal {
+                for (_, plugin, seq) in orphans {
+                    wal.completed(&Arc::from(plugin), vec![seq]);
+                }
+            }
+            tracing::warn!("{} recovered deliveries went to the dead letters", letters.len());
+        }
+        Err(err) => tracing::error!(
+            "cannot put {} recovered deliveries in the dead letters ({err}); they stay in the \
+             write-ahead log",
+            letters.len()
+        ),
+    }
+}
+
+/// The dead letter of a recovered delivery that cannot be made.
+fn orphan(
+    plugin: &str,
+    entry: &Recovered,
+    event: Option<&Event>,
+    class: &str,
+    attempts: u32,
+    error: String,
+) -> NewDeadLetter {
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    NewDeadLetter {
+        plugin: plugin.to_owned(),
+        plugin_version: String::new(),
+        event_id: event.map(|e| e.id.clone()).unwrap_or_default(),
+        event_type: event.map(|e| e.event_type.clone()).unwrap_or_default(),
+        event_json: entry.event_json.clone(),
+        class: class.to_owned(),
+        attempts,
+        first_failed_at: now.clone(),
+        last_failed_at: now,
+        last_error: error,
+    }
+}
+
+/// Why `route`'s queue did not take an event of `bytes`, as an emit error.
+fn queue_error(route: &Route, error: QueueError, bytes: usize) -> EmitError {
+    match error {
+        QueueError::Full { events: true } => EmitError::QueueFull {
+            plugin: route.name.to_string(),
+            capacity: route.capacity,
+        },
+        QueueError::Full { events: false } => EmitError::QueueBytesFull {
+            plugin: route.name.to_string(),
+            queue_bytes: route.queue_bytes,
+        },
+        QueueError::TooLarge => EmitError::TooLarge {
+            bytes,
             limit: route.queue_bytes,
             key: "queue_mib",
-        });
+        },
+        QueueError::Closed => EmitError::ShutDown,
     }
-    Ok(())
+}
+
+/// The names of the plugins an event goes to, for its log record.
+fn route_names(routes: &[Arc<Route>]) -> Vec<Arc<str>> {
+    routes.iter().map(|route| route.name.clone()).collect()
+}
+
+/// Room for an event of `size` in a `wait` plugin's queue, blocking the
+/// thread until there is some. On a tokio worker thread the wait is
+/// announced to tokio (`block_in_place`), so the plugin's worker keeps
+/// running elsewhere; a current-thread runtime could not run it while this
+/// thread waits, so there the queue's fullness is an error, as for `reject`.
+fn wait_for_room(route: &Route, size: usize) -> Result<crate::queue::Reservation<'_, Job>, QueueError> {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current().map(|handle| handle.runtime_flavor()) {
+        Ok(RuntimeFlavor::MultiThread) => {
+            tokio::task::block_in_place(|| route.queue.reserve_blocking(size))
+        }
+        Ok(_) => route.queue.try_reserve(size),
+        Err(_) => route.queue.reserve_blocking(size),
+    }
+}
+
+/// Hands events a `drop_oldest` queue dropped to make room to the plugin's
+/// worker, which puts them in the dead letters.
+fn requeue_dropped(route: &Route, dropped: Vec<Job>) {
+    for job in dropped {
+        if let Job::Event(delivery) = job {
+            let _ = route.queue.push_unbounded(Job::Dropped(delivery));
+        }
+    }
 }
 
 /// Runs `work` on a blocking thread. A panic there is resumed here, as if
@@ -315,6 +500,8 @@ pub struct Host {
     /// The largest event accepted (`[engine] max_event_kib`, as the host
     /// was built).
     max_event_bytes: usize,
+    /// How long `shutdown` waits for pending deliveries.
+    drain_timeout: Duration,
 }
 
 /// What the host and its plugins-folder watcher share.
@@ -370,6 +557,7 @@ impl PendingReport {
                     retryable: true,
                     message: "the plugin's worker stopped before handling the event".into(),
                 }),
+                fate: Fate::Stopped,
                 version: Arc::from(""),
                 latency: Default::default(),
             });
@@ -409,110 +597,172 @@ impl Host {
         routes.iter().map(|r| r.name.to_string()).collect()
     }
 
-    /// Queues `event` for every plugin without waiting. Fails, delivering to
-    /// no plugin, when a plugin's queue is full.
+    /// Queues `event` for every plugin. Fails, delivering to no plugin,
+    /// when a plugin whose `on_full` is `reject` has a full queue; waits
+    /// (blocking the thread) for a plugin whose `on_full` is `wait`; drops
+    /// that plugin's oldest queued event for `drop_oldest`. With a data
+    /// directory, returns once the event is in the write-ahead log.
     pub fn emit(&self, event: Event) -> Result<(), EmitError> {
         self.dispatch(event, false).map(|_| ())
     }
 
     /// Like [`Host::emit`], and returns a report to await for each plugin's
-    /// outcome.
+    /// outcome of the first delivery.
     pub fn emit_with_report(&self, event: Event) -> Result<PendingReport, EmitError> {
         self.dispatch(event, true)
     }
 
-    /// Queues `event` for every plugin, waiting for room in full queues: the
-    /// back-pressure a reader of a stream wants. Each plugin gets the event
-    /// as soon as its own queue has room.
+    /// Queues `event` for every plugin, waiting for room in full queues
+    /// (but dropping the oldest event of a `drop_oldest` plugin): the
+    /// back-pressure a reader of a stream wants. With a data directory, the
+    /// event is in the write-ahead log before any plugin gets it.
     pub async fn send(&self, event: Event) -> Result<(), EmitError> {
-        let size = self.admit(&event)?;
-        let routes = self.shared.registry.routes();
-        for route in routes.iter() {
-            fits_queue(route, size)?;
-        }
-        let event = Arc::new(event);
-        for route in routes.iter() {
-            let queued = route
-                .queued_bytes
-                .clone()
-                .acquire_many_owned(size)
-                .await
-                .map_err(|_| EmitError::ShutDown)?;
-            let permit = route
-                .queue
-                .reserve()
-                .await
-                .map_err(|_| EmitError::ShutDown)?;
-            permit.send(Job::Event {
-                event: event.clone(),
-                reply: None,
-                queued,
-            });
-            route.accepted.fetch_add(1, Ordering::Relaxed);
-        }
-        Ok(())
+        self.send_batch(vec![event])
+            .await
+            .pop()
+            .unwrap_or(Err(EmitError::ShutDown))
     }
 
-    /// The size of `event` as counted against queues, if the host accepts
-    /// events that large.
-    fn admit(&self, event: &Event) -> Result<u32, EmitError> {
-        let bytes = json_size(event);
-        let too_large = || EmitError::TooLarge {
-            bytes,
-            limit: self.max_event_bytes,
-            key: "[engine] max_event_kib",
-        };
-        if bytes > self.max_event_bytes {
-            return Err(too_large());
+    /// [`Host::send`] for many events at once, in order: one write-ahead
+    /// log sync for all of them. One result per event.
+    pub async fn send_batch(&self, events: Vec<Event>) -> Vec<Result<(), EmitError>> {
+        let routes = self.shared.registry.routes();
+        let mut results = Vec::with_capacity(events.len());
+        let mut admitted = Vec::with_capacity(events.len());
+        for event in events {
+            match self.admit(&event, &routes) {
+                Ok(size) => {
+                    results.push(Ok(()));
+                    admitted.push((results.len() - 1, event, size));
+                }
+                Err(err) => results.push(Err(err)),
+            }
         }
-        u32::try_from(bytes).map_err(|_| too_large())
+        let seqs = match &self.shared.registry.wal {
+            Some(wal) if !admitted.is_empty() => {
+                let records = admitted
+                    .iter()
+                    .map(|(_, event, _)| (event.to_json(), route_names(&routes)))
+                    .collect();
+                match wal.append(records).await {
+                    Ok(seqs) => seqs.into_iter().map(Some).collect(),
+                    Err(err) => {
+                        let err = Arc::new(err);
+                        for (index, _, _) in &admitted {
+                            results[*index] = Err(EmitError::Log(err.clone()));
+                        }
+                        return results;
+                    }
+                }
+            }
+            _ => vec![None; admitted.len()],
+        };
+        for ((index, event, size), seq) in admitted.into_iter().zip(seqs) {
+            let event = Arc::new(event);
+            for route in routes.iter() {
+                let reserved = route.queue.reserve(size).await;
+                let sent = reserved.map_err(|err| queue_error(route, err, size)).map(|reservation| {
+                    let delivery = Delivery::new(event.clone(), seq, size);
+                    requeue_dropped(route, reservation.push(Job::Event(delivery)));
+                });
+                match sent {
+                    Ok(()) => {
+                        route.accepted.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(err) => {
+                        results[index] = Err(err);
+                        break;
+                    }
+                }
+            }
+        }
+        results
+    }
+
+    /// The size of `event` as counted against queues, if the host and
+    /// every plugin's queue can ever take an event that large.
+    fn admit(&self, event: &Event, routes: &[Arc<Route>]) -> Result<usize, EmitError> {
+        let bytes = json_size(event);
+        if bytes > self.max_event_bytes {
+            return Err(EmitError::TooLarge {
+                bytes,
+                limit: self.max_event_bytes,
+                key: "[engine] max_event_kib",
+            });
+        }
+        if let Some(route) = routes.iter().find(|route| bytes > route.queue_bytes) {
+            return Err(queue_error(route, QueueError::TooLarge, bytes));
+        }
+        Ok(bytes)
     }
 
     fn dispatch(&self, event: Event, with_report: bool) -> Result<PendingReport, EmitError> {
-        let size = self.admit(&event)?;
         let routes = self.shared.registry.routes();
-        let mut permits = SmallVec::<[_; 8]>::with_capacity(routes.len());
+        let size = self.admit(&event, &routes)?;
+        let mut reservations = SmallVec::<[_; 8]>::with_capacity(routes.len());
         for route in routes.iter() {
-            fits_queue(route, size)?;
-            let queued = route
-                .queued_bytes
-                .clone()
-                .try_acquire_many_owned(size)
-                .map_err(|err| match err {
-                    TryAcquireError::NoPermits => EmitError::QueueBytesFull {
-                        plugin: route.name.to_string(),
-                        queue_bytes: route.queue_bytes,
-                    },
-                    TryAcquireError::Closed => EmitError::ShutDown,
-                })?;
-            let permit = route.queue.try_reserve().map_err(|err| match err {
-                TrySendError::Full(()) => EmitError::QueueFull {
-                    plugin: route.name.to_string(),
-                    capacity: route.capacity,
-                },
-                TrySendError::Closed(()) => EmitError::ShutDown,
-            })?;
-            permits.push((permit, queued));
+            let reserved = match route.on_full {
+                OnFull::Wait => wait_for_room(route, size),
+                OnFull::Reject | OnFull::DropOldest => route.queue.try_reserve(size),
+            };
+            reservations.push(reserved.map_err(|err| queue_error(route, err, size))?);
         }
+        let seq = match &self.shared.registry.wal {
+            Some(wal) => {
+                let record = vec![(event.to_json(), route_names(&routes))];
+                let seqs = wal
+                    .append_blocking(record)
+                    .map_err(|err| EmitError::Log(Arc::new(err)))?;
+                seqs.first().copied()
+            }
+            None => None,
+        };
         let mut report = PendingReport {
             event_id: event.id.clone(),
             waiting: Vec::new(),
         };
         let event = Arc::new(event);
-        for ((permit, queued), route) in permits.into_iter().zip(routes.iter()) {
-            let reply = with_report.then(|| {
+        for (reservation, route) in reservations.into_iter().zip(routes.iter()) {
+            let mut delivery = Delivery::new(event.clone(), seq, size);
+            if with_report {
                 let (sender, receiver) = oneshot::channel();
                 report.waiting.push((route.name.clone(), receiver));
-                sender
-            });
-            permit.send(Job::Event {
-                event: event.clone(),
-                reply,
-                queued,
-            });
+                delivery.reply = Some(sender);
+            }
+            requeue_dropped(route, reservation.push(Job::Event(delivery)));
             route.accepted.fetch_add(1, Ordering::Relaxed);
         }
         Ok(report)
+    }
+
+    /// The dead letters: events that failed for good, with the reason.
+    pub fn dead_letters(&self) -> &DeadLetters {
+        &self.shared.registry.dead_letters
+    }
+
+    /// Delivers the dead letters (of `plugin`, or all) again, once each,
+    /// through the plugins as loaded and configured now: each that succeeds
+    /// is removed from the store, each that fails again is updated there.
+    /// `progress` is told how many are done out of how many.
+    pub async fn replay_dead_letters(
+        &self,
+        plugin: Option<&str>,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> Result<ReplayReport, DeadLetterError> {
+        let registry = &self.shared.registry;
+        let deliver = |name: String, event: Event| {
+            let route = registry.route(&name);
+            async move {
+                let route = route?;
+                let (sender, receiver) = oneshot::channel();
+                let mut delivery = Delivery::new(Arc::new(event), None, 0);
+                delivery.mode = Mode::Replay;
+                delivery.reply = Some(sender);
+                route.queue.push_unbounded(Job::Event(delivery)).ok()?;
+                receiver.await.ok()
+            }
+        };
+        delivery::replay::replay(&registry.dead_letters, plugin, deliver, progress).await
     }
 
     /// For each running plugin, how many of the events queued for it it has
@@ -526,12 +776,24 @@ impl Host {
         self.shared.registry.summaries()
     }
 
-    /// Stops watching, stops taking events, waits until every accepted
-    /// event is handled, and returns every plugin's final counts.
-    pub async fn shutdown(mut self) -> Vec<PluginSummary> {
+    /// Stops watching and taking events, delivers what is queued and
+    /// waits for pending retries, up to the drain timeout
+    /// ([`HostBuilder::drain_timeout`]); returns every plugin's final counts.
+    pub async fn shutdown(self) -> Vec<PluginSummary> {
+        let timeout = self.drain_timeout;
+        self.shutdown_within(timeout).await
+    }
+
+    /// [`Host::shutdown`] with a drain timeout of `timeout`: no delivery
+    /// starts after it. What is still pending then stays in the write-ahead
+    /// log for the next start, or, without a data directory, goes to the
+    /// dead letters (`PluginStats::left_in_log`,
+    /// `PluginStats::left_to_dead_letters`).
+    pub async fn shutdown_within(mut self, timeout: Duration) -> Vec<PluginSummary> {
         if let Some(watcher) = self.watcher.take() {
             watcher.stop().await;
         }
-        self.shared.registry.shutdown().await
+        let deadline = Instant::now() + timeout;
+        self.shared.registry.shutdown(deadline).await
     }
 }

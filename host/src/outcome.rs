@@ -73,11 +73,35 @@ impl fmt::Display for Failure {
     }
 }
 
-/// How one plugin dealt with one event.
+/// What became of an event for one plugin after a delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fate {
+    /// The hook handled it: the plugin is done with the event.
+    Delivered,
+    /// The delivery failed retryably and the event will be delivered again
+    /// after this wait.
+    Retrying {
+        /// How long until the next delivery.
+        after: Duration,
+    },
+    /// The delivery failed permanently, or was the last attempt, and the
+    /// event went to the dead letters.
+    DeadLettered,
+    /// The delivery failed retryably after the host began to stop and
+    /// its drain timeout had passed: the event stays in the write-ahead log
+    /// for the next start or, without one, went to the dead letters.
+    Stopped,
+    /// A replay of a dead letter: the store says what happened to it.
+    Replayed,
+}
+
+/// How one plugin dealt with one delivery of an event.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Outcome {
     /// `Ok` when the hook handled the event.
     pub result: Result<(), Failure>,
+    /// What the host does with the event next.
+    pub fate: Fate,
     /// Content hash (SHA-256, hex) of the plugin version that handled it.
     pub version: Arc<str>,
     /// Time from the start of the call to its end (including instantiating a
@@ -88,21 +112,47 @@ pub struct Outcome {
 /// Running counts for one plugin.
 #[derive(Debug, Clone, Default)]
 pub struct PluginStats {
-    /// Events handled successfully.
+    /// Events handled successfully (on any attempt).
     pub handled: u64,
-    /// Failed events by class, indexed like `FailureClass::ALL`.
+    /// Failed deliveries (attempts) by class, indexed like
+    /// `FailureClass::ALL`.
     failed: [u64; 5],
+    /// Failed deliveries that were scheduled to be tried again.
+    pub retried: u64,
+    /// Events that went to the dead letters (failed permanently, ran out
+    /// of attempts, were dropped from a full queue, or were still pending
+    /// at shutdown without a write-ahead log).
+    pub dead_lettered: u64,
+    /// Of `dead_lettered`, events dropped from a full queue
+    /// (`on_full = "drop_oldest"`).
+    pub dropped: u64,
+    /// Events still pending when the host stopped, kept in the write-ahead
+    /// log for the next start.
+    pub left_in_log: u64,
+    /// Of `dead_lettered`, events still pending when the host stopped
+    /// without a write-ahead log.
+    pub left_to_dead_letters: u64,
+    /// Times the circuit breaker put the plugin aside.
+    pub breaker_opened: u64,
+    /// Times a probe succeeded and normal delivery resumed.
+    pub breaker_closed: u64,
     /// Instances created (the first, and one after every trap).
     pub instantiations: u64,
     latency: LatencyHistogram,
 }
 
 impl PluginStats {
-    /// Records one outcome.
+    /// Records one delivery's outcome.
     pub fn record(&mut self, outcome: &Outcome) {
         match &outcome.result {
             Ok(()) => self.handled += 1,
             Err(failure) => self.failed[failure.class.index()] += 1,
+        }
+        match outcome.fate {
+            Fate::Retrying { .. } => self.retried += 1,
+            Fate::DeadLettered => self.dead_lettered += 1,
+            // Counted by the worker with the events left at shutdown.
+            Fate::Stopped | Fate::Delivered | Fate::Replayed => {}
         }
         self.latency.record(outcome.latency);
     }
@@ -117,9 +167,15 @@ impl PluginStats {
         self.failed.iter().sum()
     }
 
-    /// Events seen, handled or failed.
+    /// Deliveries made, handled or failed.
     pub fn total(&self) -> u64 {
         self.handled + self.failed_total()
+    }
+
+    /// Events the plugin is done with: handled, in the dead letters, or
+    /// left in the write-ahead log at shutdown.
+    pub fn completed(&self) -> u64 {
+        self.handled + self.dead_lettered + self.left_in_log
     }
 
     /// Mean latency per event.

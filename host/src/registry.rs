@@ -9,27 +9,31 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::capabilities::sql::Databases;
-use crate::config::Config;
+use crate::config::{Config, OnFull};
+use crate::delivery::{DeadLetters, Wal};
 use crate::log_limit::LogLimit;
 use crate::outcome::PluginStats;
 use crate::plugin::LoadedPlugin;
-use crate::worker::{Job, Worker};
+use crate::queue::PluginQueue;
+use crate::worker::{Aftercare, Job, Worker};
 
 /// Where events for one plugin go.
 #[derive(Clone)]
 pub(crate) struct Route {
     pub(crate) name: Arc<str>,
-    /// Most events its queue holds.
+    /// Its queue: most events (`queue_capacity`) and bytes (`queue_mib`)
+    /// it holds, and what happens when it is full (`on_full`).
+    pub(crate) queue: Arc<PluginQueue<Job>>,
+    /// What a sync `emit` does when the queue is full.
+    pub(crate) on_full: OnFull,
+    /// Most events the queue holds, for error messages.
     pub(crate) capacity: usize,
-    pub(crate) queue: mpsc::Sender<Job>,
-    /// Most bytes of events its queue holds: one permit a byte, taken when
-    /// an event is queued and given back when it has been handled.
-    pub(crate) queued_bytes: Arc<Semaphore>,
-    /// The size of `queued_bytes` (its permits when the queue is empty).
+    /// Most bytes of events the plugin holds (queued, or waiting for a
+    /// retry), for error messages.
     pub(crate) queue_bytes: usize,
     /// Content hash of the version that will handle the next queued event.
     pub(crate) version: Arc<str>,
@@ -81,9 +85,11 @@ pub struct Unfinished {
     pub plugin: String,
     /// Events queued for it since it was loaded.
     pub accepted: u64,
-    /// Of those, the ones it has not handled or failed yet. Its counts are
-    /// updated after each run of events its worker takes off the queue at
-    /// once, so an event finished within the current run still counts here.
+    /// Of those, the ones it is not done with yet: not handled, not in the
+    /// dead letters, not left in the write-ahead log at shutdown (events
+    /// waiting for a retry count here). Its counts are updated after each
+    /// run of events its worker takes off the queue at once, so an event
+    /// finished within the current run still counts here.
     pub unfinished: u64,
 }
 
@@ -105,7 +111,6 @@ pub struct ReloadStats {
 }
 
 /// The registry: routes for dispatch, worker records for reports.
-#[derive(Default)]
 pub(crate) struct Registry {
     routes: RwLock<Arc<Routes>>,
     workers: Mutex<Vec<WorkerRecord>>,
@@ -117,9 +122,33 @@ pub(crate) struct Registry {
     configs_rejected: AtomicU64,
     /// The database pools plugins share.
     databases: Arc<Databases>,
+    /// Where workers put events that failed for good.
+    pub(crate) dead_letters: Arc<DeadLetters>,
+    /// The write-ahead log, when the host has a data directory.
+    pub(crate) wal: Option<Wal>,
+    /// The drain deadline, set when the host begins to stop.
+    drain: Arc<watch::Sender<Option<Instant>>>,
 }
 
 impl Registry {
+    /// An empty registry whose workers write to `dead_letters` and `wal`.
+    pub(crate) fn new(dead_letters: Arc<DeadLetters>, wal: Option<Wal>) -> Registry {
+        Registry {
+            routes: RwLock::default(),
+            workers: Mutex::default(),
+            loaded: AtomicU64::default(),
+            swapped: AtomicU64::default(),
+            rejected: AtomicU64::default(),
+            unloaded: AtomicU64::default(),
+            configs_applied: AtomicU64::default(),
+            configs_rejected: AtomicU64::default(),
+            databases: Arc::default(),
+            dead_letters,
+            wal,
+            drain: Arc::new(watch::channel(None).0),
+        }
+    }
+
     /// The routes to dispatch the next event to.
     pub(crate) fn routes(&self) -> Arc<Routes> {
         self.routes
@@ -148,19 +177,22 @@ impl Registry {
             compile_ms = plugin.compile_time.as_millis() as u64,
             "loaded"
         );
-        let (queue, receiver) = mpsc::channel(limits.queue_capacity);
+        let queue = Arc::new(PluginQueue::new(
+            limits.queue_capacity,
+            limits.queue_bytes,
+            limits.on_full,
+        ));
         let stats = Arc::new(Mutex::new(PluginStats::default()));
         let version = Arc::new(Mutex::new(plugin.hash.clone()));
         let path = Arc::new(Mutex::new(plugin.path.clone()));
         let http_denied = Arc::new(AtomicU64::new(0));
         let output_limit = Arc::new(LogLimit::output(Instant::now()));
-        let queue_bytes = limits.queue_bytes.min(Semaphore::MAX_PERMITS);
         let route = Arc::new(Route {
             name: plugin.name.clone(),
+            queue: queue.clone(),
+            on_full: limits.on_full,
             capacity: limits.queue_capacity,
-            queue,
-            queued_bytes: Arc::new(Semaphore::new(queue_bytes)),
-            queue_bytes,
+            queue_bytes: limits.queue_bytes,
             version: plugin.hash.clone(),
             http_denied: http_denied.clone(),
             output_limit: output_limit.clone(),
@@ -179,6 +211,13 @@ impl Registry {
             path: path.clone(),
             log_limit: LogLimit::new(Instant::now()),
             plugin,
+            queue,
+            aftercare: Aftercare {
+                dead_letters: self.dead_letters.clone(),
+                wal: self.wal.clone(),
+                drain: self.drain.subscribe(),
+                _drain_sender: self.drain.clone(),
+            },
         };
         let record = WorkerRecord {
             name: route.name.clone(),
@@ -188,7 +227,7 @@ impl Registry {
             http_denied,
             output_limit,
             accepted: route.accepted.clone(),
-            task: tokio::spawn(worker.run(receiver)),
+            task: tokio::spawn(worker.run()),
         };
         if let Ok(mut workers) = self.workers.lock() {
             workers.push(record);
@@ -208,7 +247,7 @@ impl Registry {
             return Err(plugin);
         };
         let (name, hash) = (plugin.name.clone(), plugin.hash.clone());
-        if route.queue.send(Job::Swap(Box::new(plugin))).await.is_err() {
+        if route.queue.push_unbounded(Job::Swap(Box::new(plugin))).is_err() {
             return Ok(());
         }
         tracing::info!(
@@ -229,15 +268,16 @@ impl Registry {
     }
 
     /// Stops routing events to plugin `name`; its worker finishes what is
-    /// queued and exits.
+    /// queued and pending and exits.
     pub(crate) fn remove(&self, name: &str) {
-        let mut removed = false;
+        let mut removed = None;
         self.publish(|routes| {
-            let before = routes.len();
-            routes.retain(|r| &*r.name != name);
-            removed = routes.len() != before;
+            if let Some(at) = routes.iter().position(|r| &*r.name == name) {
+                removed = Some(routes.remove(at));
+            }
         });
-        if removed {
+        if let Some(route) = removed {
+            route.queue.close();
             tracing::info!(plugin = name, "unloaded");
             self.unloaded.fetch_add(1, Ordering::Relaxed);
         }
@@ -277,7 +317,7 @@ impl Registry {
                 route.output_limit.clone(),
             ),
         };
-        let _ = route.queue.send(job).await;
+        let _ = route.queue.push_unbounded(job);
     }
 
     pub(crate) fn reload_stats(&self) -> ReloadStats {
@@ -317,7 +357,11 @@ impl Registry {
         let mut counts: BTreeMap<String, (u64, u64)> = BTreeMap::new();
         for worker in workers.iter().filter(|w| !w.task.is_finished()) {
             let accepted = worker.accepted.load(Ordering::Relaxed);
-            let done = worker.stats.lock().map(|s| s.total()).unwrap_or(accepted);
+            let done = worker
+                .stats
+                .lock()
+                .map(|s| s.completed())
+                .unwrap_or(accepted);
             let entry = counts.entry(worker.name.to_string()).or_default();
             entry.0 += accepted;
             entry.1 += accepted.saturating_sub(done);
@@ -332,10 +376,16 @@ impl Registry {
             .collect()
     }
 
-    /// Closes every queue, waits for every worker to finish what it holds,
-    /// and returns every worker's final counts (unloaded ones included).
-    pub(crate) async fn shutdown(&self) -> Vec<PluginSummary> {
-        self.publish(Vec::clear);
+    /// Closes every queue and waits for every worker to finish what it
+    /// holds, starting no delivery after `deadline`; returns every worker's
+    /// final counts (unloaded ones included).
+    pub(crate) async fn shutdown(&self, deadline: Instant) -> Vec<PluginSummary> {
+        self.drain.send_replace(Some(deadline));
+        let mut routes = Vec::new();
+        self.publish(|live| routes = std::mem::take(live));
+        for route in routes {
+            route.queue.close();
+        }
         let workers = self
             .workers
             .lock()
@@ -353,6 +403,13 @@ impl Registry {
         }
         summaries.sort_by(|a, b| a.name.cmp(&b.name));
         self.databases.close().await;
+        if let Some(wal) = self.wal.clone() {
+            // Writes and syncs the last completions: blocking file work.
+            match tokio::task::spawn_blocking(move || wal.flush()).await {
+                Ok(Err(err)) => tracing::error!("{err}"),
+                Ok(Ok(())) | Err(_) => {}
+            }
+        }
         summaries
     }
 }

@@ -1,17 +1,23 @@
 //! The per-plugin worker: one tokio task that owns the plugin's instance and
-//! handles its queued events one at a time, under the plugin's limits.
+//! delivers its queued events one at a time, under the plugin's limits, and
+//! applies the delivery policy to each outcome (`crate::delivery`): a
+//! retryable failure is tried again later, a permanent one goes to the dead
+//! letters, and a run of unwell failures trips the circuit breaker.
 //!
 //! Because the instance lives only here, "a trap never poisons the next
 //! event" follows from the loop: after any failure other than a returned
 //! error, the store is dropped and the next event gets a fresh instance.
+//! Retries wait here too, beside the queue rather than in it, so they never
+//! hold back later events and a new version of the plugin receives them.
 
+use std::collections::{BTreeMap, VecDeque};
 use std::future::{poll_fn, Future};
 use std::pin::pin;
 use std::sync::{Arc, Mutex};
 use std::task::Poll;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
-use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit};
+use tokio::sync::{oneshot, watch};
 use wasmtime::component::ResourceTableError;
 use wasmtime::{Store, Trap, UpdateDeadline};
 
@@ -19,11 +25,15 @@ use crate::bindings::batch::BatchHook;
 use crate::bindings::{Event, Hook, HookError};
 use crate::capabilities::Grants;
 use crate::config::Limits;
+use crate::delivery::backoff::{retry_delay, Jitter};
+use crate::delivery::breaker::{Breaker, Permit, Transition};
+use crate::delivery::{DeadLetters, NewDeadLetter, Wal};
 use crate::log_limit::{Admit, LogLimit, PER_SECOND};
-use crate::outcome::{Failure, FailureClass, Outcome, PluginStats};
+use crate::outcome::{Failure, FailureClass, Fate, Outcome, PluginStats};
 use crate::plugin::LoadedPlugin;
 use crate::printable::escape_controls;
-use crate::state::{EventEffects, MemoryCapExceeded, PluginState, MAX_HOST_RESOURCES};
+use crate::queue::{PluginQueue, Queued};
+use crate::state::{DeliveryCall, EventEffects, MemoryCapExceeded, PluginState, MAX_HOST_RESOURCES};
 
 /// Most events taken off the queue per wake-up. Draining what is queued in
 /// one go saves a task wake-up per event, which costs about as much as a
@@ -42,17 +52,85 @@ const HOST_CALL_GRACE: Duration = Duration::from_millis(10);
 
 /// What a worker takes off its queue, in order.
 pub(crate) enum Job {
-    /// One event, where to send the outcome if anyone asked, and its
-    /// bytes in the plugin's queue, given back once it has been handled.
-    Event {
-        event: Arc<Event>,
-        reply: Option<oneshot::Sender<Outcome>>,
-        queued: OwnedSemaphorePermit,
-    },
+    /// One event to deliver.
+    Event(Delivery),
+    /// An event dropped from the full queue (`on_full = "drop_oldest"`),
+    /// for the worker to put in the dead letters.
+    Dropped(Delivery),
     /// A new version of the plugin, for every later event.
     Swap(Box<LoadedPlugin>),
     /// New limits and grants, for every later event.
     Reconfigure { limits: Limits, grants: Grants },
+}
+
+impl Queued for Job {
+    fn bytes(&self) -> usize {
+        match self {
+            Job::Event(delivery) if delivery.mode == Mode::Normal => delivery.bytes,
+            _ => 0,
+        }
+    }
+
+    /// Everything but a first delivery or a retry: never counted against
+    /// the queue's capacity, never dropped to make room.
+    fn is_control(&self) -> bool {
+        !matches!(self, Job::Event(delivery) if delivery.mode == Mode::Normal)
+    }
+}
+
+/// Whether a delivery follows the delivery policy or replays a dead letter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// Retried when it fails retryably, else dead-lettered.
+    Normal,
+    /// One try of a dead letter; the replay updates the store itself.
+    Replay,
+}
+
+/// One event on its way to one plugin.
+pub(crate) struct Delivery {
+    pub(crate) event: Arc<Event>,
+    /// Its record in the write-ahead log, when the host keeps one.
+    pub(crate) seq: Option<u64>,
+    /// Deliveries made so far (0 before the first).
+    pub(crate) attempts: u32,
+    /// Where the first delivery's outcome goes, if anyone asked.
+    pub(crate) reply: Option<oneshot::Sender<Outcome>>,
+    /// Its size as counted against the queue's bytes, given back when the
+    /// plugin is done with the event.
+    pub(crate) bytes: usize,
+    /// The last failure and when the first happened, once one has.
+    pub(crate) failed: Option<(Failure, SystemTime)>,
+    pub(crate) mode: Mode,
+}
+
+impl Delivery {
+    /// A first delivery of `event`.
+    pub(crate) fn new(event: Arc<Event>, seq: Option<u64>, bytes: usize) -> Delivery {
+        Delivery {
+            event,
+            seq,
+            attempts: 0,
+            reply: None,
+            bytes,
+            failed: None,
+            mode: Mode::Normal,
+        }
+    }
+}
+
+/// Where every worker of a host sends what it is done with.
+pub(crate) struct Aftercare {
+    /// Events that failed for good.
+    pub(crate) dead_letters: Arc<DeadLetters>,
+    /// The write-ahead log, when the host has a data directory.
+    pub(crate) wal: Option<Wal>,
+    /// When the host began to stop, the instant after which no delivery
+    /// starts: what is still pending then is left in the log, or, without
+    /// one, put in the dead letters.
+    pub(crate) drain: watch::Receiver<Option<Instant>>,
+    /// The sender of `drain`, kept alive for as long as any worker runs.
+    pub(crate) _drain_sender: Arc<watch::Sender<Option<Instant>>>,
 }
 
 /// The wall-clock deadline of a call passed while the guest was running.
@@ -74,13 +152,18 @@ pub(crate) enum Exports {
     Batch(BatchHook),
 }
 
-/// An event taken off the queue, where its outcome goes if anyone asked,
-/// and its bytes in the queue.
-type Pending = (
-    Arc<Event>,
-    Option<oneshot::Sender<Outcome>>,
-    OwnedSemaphorePermit,
-);
+/// What the deliveries of one wake-up left to record, written together:
+/// dead letters in one transaction, completions in one log record.
+#[derive(Default)]
+struct Settled {
+    outcomes: Vec<Outcome>,
+    dead_letters: Vec<(NewDeadLetter, Option<u64>)>,
+    completed: Vec<u64>,
+    released: usize,
+    dropped: u64,
+    left_in_log: u64,
+    left_to_dead_letters: u64,
+}
 
 /// Everything a worker needs; consumed by [`Worker::run`].
 pub(crate) struct Worker {
@@ -93,150 +176,517 @@ pub(crate) struct Worker {
     pub(crate) path: Arc<Mutex<std::path::PathBuf>>,
     /// Keeps a plugin that fails every event from flooding the log.
     pub(crate) log_limit: LogLimit,
+    pub(crate) queue: Arc<PluginQueue<Job>>,
+    pub(crate) aftercare: Aftercare,
+}
+
+/// The worker's own state across wake-ups.
+struct Loop {
+    live: Option<Live>,
+    /// Jobs taken off the queue (or retries come due), not yet dealt with.
+    ready: VecDeque<Job>,
+    /// Deliveries waiting for their next try, by when it is due (and a
+    /// counter, so two due at the same instant keep their order).
+    retries: BTreeMap<(Instant, u64), Delivery>,
+    retry_counter: u64,
+    breaker: Breaker,
+    jitter: Jitter,
+    settled: Settled,
 }
 
 impl Worker {
-    /// Handles jobs until the queue is closed and empty.
-    pub(crate) async fn run(mut self, mut queue: mpsc::Receiver<Job>) {
-        let mut live = None;
-        let mut jobs = Vec::with_capacity(BATCH);
-        let mut pending = Vec::with_capacity(BATCH);
-        let mut outcomes = Vec::with_capacity(BATCH);
-        while queue.recv_many(&mut jobs, BATCH).await > 0 {
+    /// Delivers jobs until the queue is closed and nothing is pending, or
+    /// until the drain deadline passes.
+    pub(crate) async fn run(mut self) {
+        let mut state = Loop {
+            live: None,
+            ready: VecDeque::new(),
+            retries: BTreeMap::new(),
+            retry_counter: 0,
+            breaker: Breaker::new(),
+            jitter: Jitter::new(),
+            settled: Settled::default(),
+        };
+        let mut taken = Vec::with_capacity(BATCH);
+        loop {
+            let now = Instant::now();
+            while let Some(entry) = state.retries.first_entry() {
+                if entry.key().0 > now {
+                    break;
+                }
+                state.ready.push_back(Job::Event(entry.remove()));
+            }
+            // While the breaker holds events back they wait in the queue,
+            // where its capacity still applies.
+            if state.ready.len() < BATCH && !state.breaker.is_tripped() {
+                self.queue.take(&mut taken, BATCH - state.ready.len());
+                state.ready.extend(taken.drain(..));
+            }
+            let drain = *self.aftercare.drain.borrow();
+            if drain.is_some_and(|deadline| now >= deadline) {
+                let everything = state.breaker.is_tripped();
+                self.leave_pending(&mut state, everything);
+            }
+            let queued = self.queue.len() > 0 || self.queue.has_control();
+            if state.ready.is_empty() && !(queued && state.breaker.is_tripped()) {
+                // Nothing to deliver now: everything queued was taken.
+                let closed = self.queue.is_closed() && !queued;
+                if closed && state.retries.is_empty() {
+                    break;
+                }
+                let next_retry = state.retries.first_key_value().map(|(key, _)| key.0);
+                self.idle(next_retry, closed, drain).await;
+                continue;
+            }
+            let (permit, transition) = state.breaker.permit(now);
+            self.log_transition(transition);
+            match permit {
+                Permit::WaitUntil(until) => {
+                    if state.ready.iter().any(Queued::is_control) || self.queue.has_control() {
+                        // A new version or configuration ends the cool-down.
+                        let transition = state.breaker.reset();
+                        self.log_transition(transition);
+                        continue;
+                    }
+                    self.wait_tripped(until, drain).await;
+                }
+                Permit::Probe => {
+                    if state.ready.is_empty() {
+                        self.queue.take(&mut taken, 1);
+                        state.ready.extend(taken.drain(..));
+                    }
+                    self.step(&mut state, 1).await;
+                }
+                Permit::Deliver => self.step(&mut state, usize::MAX).await,
+            }
+            self.record(&mut state.settled).await;
+        }
+        self.record(&mut state.settled).await;
+    }
+
+    /// Waits for work: a queued job, the next retry coming due, or the
+    /// drain deadline.
+    async fn idle(&mut self, next_retry: Option<Instant>, closed: bool, drain: Option<Instant>) {
+        let wake = match (next_retry, drain) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let queue = self.queue.clone();
+        tokio::select! {
+            _ = queue.ready(), if !closed => {}
+            _ = sleep_until(wake), if wake.is_some() => {}
+            _ = self.aftercare.drain.changed(), if drain.is_none() => {}
+        }
+    }
+
+    /// Waits while the breaker is open: until the cool-down ends, a job
+    /// arrives (a new version ends the cool-down; events just wait), or
+    /// the host stops.
+    async fn wait_tripped(&mut self, until: Instant, drain: Option<Instant>) {
+        let wake = drain.map_or(until, |deadline| until.min(deadline));
+        let queue = self.queue.clone();
+        tokio::select! {
+            _ = sleep_until(Some(wake)) => {}
+            _ = queue.control_ready() => {}
+            _ = self.aftercare.drain.changed(), if drain.is_none() => {}
+        }
+    }
+
+    /// Deals with the ready jobs in order, delivering at most `max_events`
+    /// events, and stopping when the breaker opens.
+    async fn step(&mut self, state: &mut Loop, max_events: usize) {
+        let mut delivered = 0;
+        while let Some(job) = state.ready.pop_front() {
+            let delivery = match job {
+                Job::Event(delivery) => delivery,
+                Job::Dropped(delivery) => {
+                    self.dead_letter_dropped(delivery, &mut state.settled);
+                    continue;
+                }
+                // Events before a control job are handled by the version
+                // and limits they were queued under.
+                Job::Swap(plugin) => {
+                    self.switch_to(*plugin);
+                    state.live = None;
+                    let transition = state.breaker.reset();
+                    self.log_transition(transition);
+                    continue;
+                }
+                Job::Reconfigure { limits, grants } => {
+                    // A fresh instance picks up the new memory cap and
+                    // grants; fuel and timeout apply per call anyway.
+                    (self.limits, self.grants) = (limits, grants);
+                    state.live = None;
+                    let transition = state.breaker.reset();
+                    self.log_transition(transition);
+                    continue;
+                }
+            };
+            if delivered >= max_events || state.breaker.holds(Instant::now()) {
+                state.ready.push_front(Job::Event(delivery));
+                return;
+            }
             if self.plugin.pre.is_batch() {
-                self.fill(&mut queue, &mut jobs).await;
-            }
-            for job in jobs.drain(..) {
-                match job {
-                    Job::Event {
-                        event,
-                        reply,
-                        queued,
-                    } => pending.push((event, reply, queued)),
-                    // Events queued before a control job are handled by
-                    // the version and limits they were queued under.
-                    Job::Swap(plugin) => {
-                        self.handle(&mut live, &mut pending, &mut outcomes).await;
-                        self.switch_to(*plugin);
-                        live = None;
-                    }
-                    Job::Reconfigure { limits, grants } => {
-                        self.handle(&mut live, &mut pending, &mut outcomes).await;
-                        // A fresh instance picks up the new memory cap and
-                        // grants; fuel and timeout apply per call anyway.
-                        (self.limits, self.grants) = (limits, grants);
-                        live = None;
+                let room = self.limits.batch_size.min(max_events - delivered);
+                let mut batch = vec![delivery];
+                if room > 1 && max_events == usize::MAX {
+                    self.fill(state, room).await;
+                }
+                while batch.len() < room {
+                    match state.ready.pop_front() {
+                        Some(Job::Event(next)) => batch.push(next),
+                        Some(other) => {
+                            state.ready.push_front(other);
+                            break;
+                        }
+                        None => break,
                     }
                 }
-            }
-            self.handle(&mut live, &mut pending, &mut outcomes).await;
-            // Counted once per wake-up, so readers of the counts contend for
-            // the lock once per batch rather than once per event.
-            if let Ok(mut stats) = self.stats.lock() {
-                for outcome in outcomes.drain(..) {
-                    stats.record(&outcome);
-                }
+                delivered += batch.len();
+                self.deliver_batch_of(state, batch).await;
+            } else {
+                delivered += 1;
+                let started = Instant::now();
+                let attempt = delivery.attempts + 1;
+                let (result, hint) = self
+                    .deliver(&mut state.live, &delivery.event, attempt, started)
+                    .await;
+                self.settle(state, delivery, result, hint, started.elapsed());
             }
         }
     }
 
     /// For a batch hook: waits up to `batch_wait` for more events until
-    /// `batch_size` are queued, the queue closes, or a control job arrives.
-    async fn fill(&self, queue: &mut mpsc::Receiver<Job>, jobs: &mut Vec<Job>) {
-        let until = tokio::time::Instant::now() + self.limits.batch_wait;
+    /// `room` are ready, the queue closes, or a control job arrives.
+    async fn fill(&self, state: &mut Loop, room: usize) {
+        let until = Instant::now() + self.limits.batch_wait;
+        let mut taken = Vec::new();
         loop {
-            let room = self.limits.batch_size.saturating_sub(jobs.len());
-            if room == 0 || !matches!(jobs.last(), Some(Job::Event { .. })) {
+            let ready = state.ready.len() + 1;
+            if ready >= room || state.ready.back().is_some_and(Queued::is_control) {
                 return;
             }
-            match tokio::time::timeout_at(until, queue.recv_many(jobs, room)).await {
-                Ok(0) | Err(_) => return,
-                Ok(_) => {}
+            if self.queue.take(&mut taken, room - ready) > 0 {
+                state.ready.extend(taken.drain(..));
+                continue;
+            }
+            if self.queue.is_closed() || Instant::now() >= until {
+                return;
+            }
+            let queue = self.queue.clone();
+            tokio::select! {
+                _ = queue.ready() => {}
+                _ = sleep_until(Some(until)) => return,
             }
         }
     }
 
-    /// Delivers the `pending` events, in order, and records their outcomes.
-    async fn handle(
+    /// Delivers `batch` in one `handle-batch` call and settles each event.
+    async fn deliver_batch_of(&mut self, state: &mut Loop, batch: Vec<Delivery>) {
+        let started = Instant::now();
+        let events: Vec<Event> = batch.iter().map(|d| (*d.event).clone()).collect();
+        let attempt = batch.iter().map(|d| d.attempts + 1).max().unwrap_or(1);
+        let (results, hint) = self
+            .deliver_batch(&mut state.live, &events, attempt, started)
+            .await;
+        let latency = started.elapsed();
+        for (delivery, result) in batch.into_iter().zip(results) {
+            self.settle(state, delivery, result, hint, latency);
+        }
+    }
+
+    /// Applies the delivery policy to one delivery's result.
+    fn settle(
         &self,
-        live: &mut Option<Live>,
-        pending: &mut Vec<Pending>,
-        outcomes: &mut Vec<Outcome>,
+        state: &mut Loop,
+        mut delivery: Delivery,
+        result: Result<(), Failure>,
+        hint: Option<Duration>,
+        latency: Duration,
     ) {
-        if pending.is_empty() {
-            return;
-        }
-        if self.plugin.pre.is_batch() {
-            for chunk in pending.chunks(self.limits.batch_size) {
-                let started = Instant::now();
-                let events: Vec<Event> = chunk
-                    .iter()
-                    .map(|(event, _, _)| (**event).clone())
-                    .collect();
-                let results = self.deliver_batch(live, &events, started).await;
-                let latency = started.elapsed();
-                for (result, (event, _, _)) in results.into_iter().zip(chunk) {
-                    outcomes.push(self.outcome(&event.id, result, latency));
-                }
+        delivery.attempts += 1;
+        let result = result.map_err(|failure| self.report_failure(&delivery.event.id, failure));
+        let settled = &mut state.settled;
+        let fate = match (&result, delivery.mode) {
+            (_, Mode::Replay) => Fate::Replayed,
+            (Ok(()), Mode::Normal) => {
+                let transition = state.breaker.success();
+                self.log_transition(transition);
+                settled.completed.extend(delivery.seq);
+                settled.released += delivery.bytes;
+                Fate::Delivered
             }
-            let first = outcomes.len() - pending.len();
-            for ((_, reply, _), outcome) in pending.drain(..).zip(&outcomes[first..]) {
-                if let Some(reply) = reply {
-                    // The caller may have stopped waiting; that is fine.
-                    let _ = reply.send(outcome.clone());
+            (Err(failure), Mode::Normal) => {
+                let now = Instant::now();
+                // A permanent error a hook returns concerns that one event.
+                let unwell = failure.class != FailureClass::Returned || failure.retryable;
+                let transition = state.breaker.failure(now, &self.limits, unwell);
+                self.log_transition(transition);
+                let first = delivery.failed.as_ref().map_or_else(SystemTime::now, |f| f.1);
+                delivery.failed = Some((failure.clone(), first));
+                if failure.retryable && delivery.attempts < self.limits.max_attempts {
+                    let drained = self.aftercare.drain.borrow().is_some_and(|d| now >= d);
+                    if drained {
+                        let reply = delivery.reply.take();
+                        self.leave(delivery, settled);
+                        self.finish(reply, result, Fate::Stopped, latency, settled);
+                        return;
+                    }
+                    let after = retry_delay(&self.limits, delivery.attempts, hint, state.jitter.unit());
+                    if let (Some(wal), Some(seq)) = (&self.aftercare.wal, delivery.seq) {
+                        wal.attempted(&self.plugin.name, seq, delivery.attempts);
+                    }
+                    let reply = delivery.reply.take();
+                    state.retry_counter += 1;
+                    state.retries.insert((now + after, state.retry_counter), delivery);
+                    self.finish(reply, result, Fate::Retrying { after }, latency, settled);
+                    return;
                 }
+                let entry = self.dead_letter(&delivery, None);
+                settled.dead_letters.push((entry, delivery.seq));
+                settled.released += delivery.bytes;
+                Fate::DeadLettered
             }
-        } else {
-            // One clock read per event: each call starts where the last ended.
-            let mut started = Instant::now();
-            for (event, reply, _queued) in pending.drain(..) {
-                let result = self.deliver(live, &event, started).await;
-                let ended = Instant::now();
-                let outcome = self.outcome(&event.id, result, ended - started);
-                started = ended;
-                if let Some(reply) = reply {
-                    let _ = reply.send(outcome.clone());
-                }
-                outcomes.push(outcome);
-            }
-        }
+        };
+        let reply = delivery.reply.take();
+        self.finish(reply, result, fate, latency, settled);
     }
 
-    /// The outcome of event `id`, its failure message masked (secrets) and
-    /// cut to [`MAX_FAILURE_MESSAGE_BYTES`], and logged (rate-limited).
-    fn outcome(&self, id: &str, result: Result<(), Failure>, latency: Duration) -> Outcome {
-        let result = result.map_err(|mut failure| {
-            let settings = &self.grants.settings;
-            let total = failure.message.len();
-            failure.message =
-                match settings.redact_prefix(&failure.message, MAX_FAILURE_MESSAGE_BYTES) {
-                    (masked, false) => masked.into_owned(),
-                    (masked, true) => format!("{masked} […cut: {total} bytes in all]"),
-                };
-            let plugin = &*self.plugin.name;
-            if let Admit::Log { suppressed } = self.log_limit.admit(Instant::now()) {
-                if suppressed > 0 {
-                    tracing::warn!(
-                        plugin,
-                        "{suppressed} more failures were not logged (at most {PER_SECOND} a \
-                         second are); the run summary counts them all"
-                    );
-                }
-                tracing::warn!(
-                    plugin,
-                    event = %escape_controls(id),
-                    class = failure.class.as_str(),
-                    "{}",
-                    escape_controls(&failure.message)
-                );
-            }
-            failure
-        });
-        Outcome {
+    /// Sends the outcome to whoever asked and keeps it for the counts.
+    fn finish(
+        &self,
+        reply: Option<oneshot::Sender<Outcome>>,
+        result: Result<(), Failure>,
+        fate: Fate,
+        latency: Duration,
+        settled: &mut Settled,
+    ) {
+        let outcome = Outcome {
             result,
+            fate,
             version: self.plugin.hash.clone(),
             latency,
+        };
+        if let Some(reply) = reply {
+            // The caller may have stopped waiting; that is fine.
+            let _ = reply.send(outcome.clone());
         }
+        settled.outcomes.push(outcome);
+    }
+
+    /// The dead letter of a delivery that failed for good (its last failure
+    /// and attempts), or, with `class`, of one that never failed.
+    fn dead_letter(&self, delivery: &Delivery, never_tried: Option<(&str, String)>) -> NewDeadLetter {
+        let now = chrono::Utc::now();
+        let (class, error, first) = match (&delivery.failed, never_tried) {
+            (_, Some((class, error))) => (class.to_owned(), error, now),
+            (Some((failure, first)), None) => (
+                failure.class.as_str().to_owned(),
+                failure.message.clone(),
+                chrono::DateTime::<chrono::Utc>::from(*first),
+            ),
+            (None, None) => ("error".to_owned(), String::new(), now),
+        };
+        NewDeadLetter {
+            plugin: self.plugin.name.to_string(),
+            plugin_version: self.plugin.hash.to_string(),
+            event_id: delivery.event.id.clone(),
+            event_type: delivery.event.event_type.clone(),
+            event_json: delivery.event.to_json(),
+            class,
+            attempts: delivery.attempts,
+            first_failed_at: rfc3339(first),
+            last_failed_at: rfc3339(now),
+            last_error: error,
+        }
+    }
+
+    /// Puts an event dropped from the full queue in the dead letters.
+    fn dead_letter_dropped(&self, delivery: Delivery, settled: &mut Settled) {
+        let message = format!(
+            "dropped from the full queue (on_full = \"drop_oldest\", queue_capacity = {})",
+            self.limits.queue_capacity
+        );
+        let entry = self.dead_letter(&delivery, Some(("dropped", message)));
+        settled.dead_letters.push((entry, delivery.seq));
+        settled.dropped += 1;
+    }
+
+    /// Past the drain deadline: leaves every pending retry and, while the
+    /// breaker holds events back (`everything`), every queued event too.
+    /// Events already queued are still delivered once if the breaker lets
+    /// them through.
+    fn leave_pending(&self, state: &mut Loop, everything: bool) {
+        for delivery in std::mem::take(&mut state.retries).into_values() {
+            self.leave(delivery, &mut state.settled);
+        }
+        if !everything {
+            return;
+        }
+        let mut taken = Vec::new();
+        while self.queue.take(&mut taken, BATCH) > 0 {
+            state.ready.extend(taken.drain(..));
+        }
+        for job in std::mem::take(&mut state.ready) {
+            match job {
+                Job::Event(delivery) if delivery.mode == Mode::Normal => {
+                    self.leave(delivery, &mut state.settled)
+                }
+                Job::Dropped(delivery) => self.dead_letter_dropped(delivery, &mut state.settled),
+                // A replay's entry stays in the store; versions and
+                // configurations no longer matter.
+                _ => {}
+            }
+        }
+    }
+
+    /// Leaves one pending delivery at shutdown: in the write-ahead log for
+    /// the next start, or, without one, in the dead letters.
+    fn leave(&self, delivery: Delivery, settled: &mut Settled) {
+        if self.aftercare.wal.is_some() && delivery.seq.is_some() {
+            settled.left_in_log += 1;
+            return;
+        }
+        let entry = match &delivery.failed {
+            Some(_) => {
+                let mut entry = self.dead_letter(&delivery, None);
+                entry
+                    .last_error
+                    .push_str(" (still waiting for a retry when the host stopped)");
+                entry
+            }
+            None => self.dead_letter(
+                &delivery,
+                Some((
+                    "shutdown",
+                    "not delivered before the drain timeout ended".to_owned(),
+                )),
+            ),
+        };
+        settled.dead_letters.push((entry, delivery.seq));
+        settled.released += delivery.bytes;
+        settled.left_to_dead_letters += 1;
+    }
+
+    /// Writes what the last deliveries settled: dead letters first, then
+    /// completions in the log, then the counts, so that a count read says
+    /// the store has it.
+    async fn record(&self, settled: &mut Settled) {
+        if !settled.dead_letters.is_empty() {
+            let entries: Vec<NewDeadLetter> =
+                settled.dead_letters.iter().map(|(entry, _)| entry.clone()).collect();
+            match self.aftercare.dead_letters.add(&entries).await {
+                Ok(()) => {
+                    settled.completed.extend(settled.dead_letters.iter().filter_map(|(_, seq)| *seq));
+                }
+                Err(err) => {
+                    let ids: Vec<&str> = entries.iter().map(|e| e.event_id.as_str()).collect();
+                    tracing::error!(
+                        plugin = &*self.plugin.name,
+                        "cannot write {} dead letters ({err}); events {}{}",
+                        entries.len(),
+                        ids.join(", "),
+                        if self.aftercare.wal.is_some() {
+                            " stay in the write-ahead log and are delivered again at the next start"
+                        } else {
+                            " are lost"
+                        }
+                    );
+                }
+            }
+            settled.dead_letters.clear();
+        }
+        if let Some(wal) = &self.aftercare.wal {
+            if !settled.completed.is_empty() {
+                wal.completed(&self.plugin.name, std::mem::take(&mut settled.completed));
+            }
+        }
+        settled.completed.clear();
+        if settled.released > 0 {
+            self.queue.release(std::mem::take(&mut settled.released));
+        }
+        // Counted once per wake-up, so readers of the counts contend for
+        // the lock once per batch rather than once per event.
+        if let Ok(mut stats) = self.stats.lock() {
+            for outcome in settled.outcomes.drain(..) {
+                stats.record(&outcome);
+            }
+            // Outcomes counted dead letters already; these had no delivery.
+            let without_outcome = settled.dropped + settled.left_to_dead_letters;
+            stats.dead_lettered += without_outcome;
+            stats.dropped += settled.dropped;
+            stats.left_in_log += settled.left_in_log;
+            stats.left_to_dead_letters += settled.left_to_dead_letters;
+        }
+        settled.outcomes.clear();
+        (settled.dropped, settled.left_in_log, settled.left_to_dead_letters) = (0, 0, 0);
+    }
+
+    /// Logs a breaker transition once and counts it.
+    fn log_transition(&self, transition: Option<Transition>) {
+        let Some(transition) = transition else {
+            return;
+        };
+        let plugin = &*self.plugin.name;
+        match transition {
+            Transition::Opened { failures, cooldown } => tracing::warn!(
+                plugin,
+                "circuit breaker opened after {failures} failures in a row: no delivery for \
+                 {} s; its events wait",
+                cooldown.as_secs_f64()
+            ),
+            Transition::Reopened { cooldown } => tracing::warn!(
+                plugin,
+                "circuit breaker: the probe failed; no delivery for {} s",
+                cooldown.as_secs_f64()
+            ),
+            Transition::Probing => {
+                tracing::info!(plugin, "circuit breaker: cool-down over, probing with one event")
+            }
+            Transition::Closed => {
+                tracing::info!(plugin, "circuit breaker closed: the probe succeeded")
+            }
+            Transition::Reset => tracing::info!(
+                plugin,
+                "circuit breaker closed: a new version or configuration ended the cool-down"
+            ),
+        }
+        if let Ok(mut stats) = self.stats.lock() {
+            match transition {
+                Transition::Opened { .. } => stats.breaker_opened += 1,
+                Transition::Closed | Transition::Reset => stats.breaker_closed += 1,
+                Transition::Reopened { .. } | Transition::Probing => {}
+            }
+        }
+    }
+
+    /// A failure's message masked (secrets) and cut to
+    /// [`MAX_FAILURE_MESSAGE_BYTES`], and logged (rate-limited).
+    fn report_failure(&self, id: &str, mut failure: Failure) -> Failure {
+        let settings = &self.grants.settings;
+        let total = failure.message.len();
+        failure.message = match settings.redact_prefix(&failure.message, MAX_FAILURE_MESSAGE_BYTES) {
+            (masked, false) => masked.into_owned(),
+            (masked, true) => format!("{masked} […cut: {total} bytes in all]"),
+        };
+        let plugin = &*self.plugin.name;
+        if let Admit::Log { suppressed } = self.log_limit.admit(Instant::now()) {
+            if suppressed > 0 {
+                tracing::warn!(
+                    plugin,
+                    "{suppressed} more failures were not logged (at most {PER_SECOND} a \
+                     second are); the run summary counts them all"
+                );
+            }
+            tracing::warn!(
+                plugin,
+                event = %escape_controls(id),
+                class = failure.class.as_str(),
+                "{}",
+                escape_controls(&failure.message)
+            );
+        }
+        failure
     }
 
     /// Makes `plugin` the version that handles every later event.
@@ -251,24 +701,30 @@ impl Worker {
     }
 
     /// Calls the hook with `event`, instantiating first if needed, and drops
-    /// the instance after any failure that is not a returned error.
+    /// the instance after any failure that is not a returned error. Returns
+    /// the wait the hook asked for before a retry, if it did.
     async fn deliver(
         &self,
         live: &mut Option<Live>,
         event: &Event,
+        attempt: u32,
         started: Instant,
-    ) -> Result<(), Failure> {
+    ) -> (Result<(), Failure>, Option<Duration>) {
         let deadline = started + self.limits.timeout;
         let instance = match live {
             Some(instance) => instance,
-            None => live.insert(self.instantiate(deadline).await?),
+            None => match self.instantiate(deadline).await {
+                Ok(instance) => live.insert(instance),
+                Err(failure) => return (Err(failure), None),
+            },
         };
-        let result = self.call(instance, event, deadline).await;
+        let result = self.call(instance, event, attempt, deadline).await;
+        let hint = instance.store.data().delivery.retry_after;
         let trapped = matches!(&result, Err(f) if f.class != FailureClass::Returned);
         if trapped || !self.limits.reuse_instance {
             *live = None;
         }
-        result
+        (result, hint)
     }
 
     /// Calls a batch hook with `events`: one result per event. A trap fails
@@ -277,31 +733,43 @@ impl Worker {
         &self,
         live: &mut Option<Live>,
         events: &[Event],
+        attempt: u32,
         started: Instant,
-    ) -> Vec<Result<(), Failure>> {
+    ) -> (Vec<Result<(), Failure>>, Option<Duration>) {
         let deadline = started + self.limits.timeout;
         let instance = match live {
             Some(instance) => instance,
             None => match self.instantiate(deadline).await {
                 Ok(instance) => live.insert(instance),
-                Err(failure) => return vec![Err(failure); events.len()],
+                Err(failure) => return (vec![Err(failure); events.len()], None),
             },
         };
-        let results = self.call_batch(instance, events, deadline).await;
+        let results = self.call_batch(instance, events, attempt, deadline).await;
+        let hint = instance.store.data().delivery.retry_after;
         if results.is_err() || !self.limits.reuse_instance {
             *live = None;
         }
         match results {
-            Ok(results) => results,
-            Err(failure) => vec![Err(failure); events.len()],
+            Ok(results) => (results, hint),
+            Err(failure) => (vec![Err(failure); events.len()], hint),
         }
     }
 
-    async fn call(&self, live: &mut Live, event: &Event, deadline: Instant) -> Result<(), Failure> {
+    async fn call(
+        &self,
+        live: &mut Live,
+        event: &Event,
+        attempt: u32,
+        deadline: Instant,
+    ) -> Result<(), Failure> {
         let Exports::Single(hook) = &live.exports else {
             unreachable!("a batch hook's events go through call_batch");
         };
         arm_limits(&mut live.store, &self.limits, deadline);
+        live.store.data_mut().delivery = DeliveryCall {
+            attempt,
+            retry_after: None,
+        };
         let call = hook
             .hookhost_hooks_handler()
             .call_handle(&mut live.store, event);
@@ -317,12 +785,17 @@ impl Worker {
         &self,
         live: &mut Live,
         events: &[Event],
+        attempt: u32,
         deadline: Instant,
     ) -> Result<Vec<Result<(), Failure>>, Failure> {
         let Exports::Batch(hook) = &live.exports else {
             unreachable!("a single-event hook's events go through call");
         };
         arm_limits(&mut live.store, &self.limits, deadline);
+        live.store.data_mut().delivery = DeliveryCall {
+            attempt,
+            retry_after: None,
+        };
         let call = hook
             .hookhost_hooks_batch_handler()
             .call_handle_batch(&mut live.store, events);
@@ -360,6 +833,20 @@ impl Worker {
                 },
             })
     }
+}
+
+/// Sleeps until `until`, or forever without one.
+async fn sleep_until(until: Option<Instant>) {
+    match until {
+        Some(until) => tokio::time::sleep_until(until.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// A UTC time as the dead-letter store writes it (RFC 3339, to the
+/// millisecond).
+fn rfc3339(time: chrono::DateTime<chrono::Utc>) -> String {
+    time.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
 /// Why a plugin could not be instantiated.

@@ -1,6 +1,7 @@
 //! `hookhost emit JSON`: one event, each plugin's outcome.
 
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context;
 use hookhost::Event;
@@ -23,7 +24,9 @@ pub async fn emit(args: &HostArgs, json: &str) -> anyhow::Result<ExitCode> {
     let event = Event::from_json(json).context("the event argument is not a valid event")?;
     let host = args.build_host(false).await?;
     let report = host.emit_with_report(event)?.wait().await;
-    host.shutdown().await;
+    // One delivery per plugin: a failure that would be retried is reported
+    // as such, not waited for.
+    host.shutdown_within(Duration::ZERO).await;
     let mut all_ok = true;
     for (plugin, outcome) in &report.outcomes {
         all_ok &= outcome.result.is_ok();

@@ -2,6 +2,7 @@
 
 mod builtin;
 mod check;
+mod dlq;
 mod emit;
 mod lines;
 mod report;
@@ -27,7 +28,12 @@ struct Cli {
 enum Command {
     /// Read events as JSON lines on stdin, dispatch each to every plugin, and
     /// print a per-plugin summary at the end of input.
-    Run(HostArgs),
+    Run {
+        #[command(flatten)]
+        host: HostArgs,
+        #[command(flatten)]
+        delivery: run::DeliveryArgs,
+    },
     /// Dispatch one event, given as JSON, and print each plugin's outcome.
     Emit {
         #[command(flatten)]
@@ -43,6 +49,12 @@ enum Command {
         config: Option<PathBuf>,
         /// The component to check.
         file: PathBuf,
+    },
+    /// List, show, replay or purge the dead letters: the events that a
+    /// plugin could not handle for good.
+    Dlq {
+        #[command(subcommand)]
+        command: dlq::DlqCommand,
     },
 }
 
@@ -87,7 +99,20 @@ impl HostArgs {
     /// Builds the host, reporting plugins that failed to load. With `watch`,
     /// changes to the plugins folder are applied while it runs.
     async fn build_host(&self, watch: bool) -> anyhow::Result<Host> {
+        self.build_host_with(watch, None).await
+    }
+
+    /// [`HostArgs::build_host`], keeping the write-ahead log and the dead
+    /// letters in `data_dir`.
+    async fn build_host_with(
+        &self,
+        watch: bool,
+        data_dir: Option<&std::path::Path>,
+    ) -> anyhow::Result<Host> {
         let mut builder = Host::builder();
+        if let Some(dir) = data_dir {
+            builder = builder.data_dir(dir);
+        }
         if let Some(path) = &self.config {
             builder = builder.config_file(path)?;
         }
@@ -124,9 +149,10 @@ pub fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Run(host) => run::run(&host).await,
+            Command::Run { host, delivery } => run::run(&host, &delivery).await,
             Command::Emit { host, json } => emit::emit(&host, &json).await,
             Command::Check { file, config } => check::check(&file, config).await,
+            Command::Dlq { command } => dlq::dlq(command).await,
         }
     });
     // A read of stdin still blocked on its thread (after a Ctrl-C, with the

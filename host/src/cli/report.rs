@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use hookhost::printable::escape_controls;
-use hookhost::{FailureClass, Outcome, PluginSummary};
+use hookhost::{Fate, FailureClass, Outcome, PluginSummary};
 
 /// A duration with a unit that keeps three significant digits or so.
 pub fn format_duration(d: Duration) -> String {
@@ -29,8 +29,16 @@ pub fn outcome_line(plugin: &str, outcome: &Outcome) -> String {
         Ok(()) => format!("{plugin}: ok ({took})"),
         Err(failure) => {
             let retry = if failure.retryable { ", retryable" } else { "" };
+            let next = match outcome.fate {
+                Fate::Retrying { after } => {
+                    format!("; retry due in {}", format_duration(after))
+                }
+                Fate::DeadLettered => "; put in the dead letters".to_owned(),
+                Fate::Stopped => "; not retried: the host was stopping".to_owned(),
+                Fate::Delivered | Fate::Replayed => String::new(),
+            };
             format!(
-                "{plugin}: failed [{}{retry}] {} ({took})",
+                "{plugin}: failed [{}{retry}] {} ({took}){next}",
                 failure.class,
                 escape_controls(&failure.message)
             )
@@ -51,7 +59,10 @@ pub fn summary_table(summaries: &[PluginSummary]) -> String {
     for class in FailureClass::ALL {
         out += &format!(" {:>7}", class.as_str());
     }
-    out += &format!(" {:>10} {:>10}  {}\n", "mean", "p99", "version");
+    out += &format!(
+        " {:>7} {:>12} {:>10} {:>10}  {}\n",
+        "retried", "dead-letters", "mean", "p99", "version"
+    );
     for (summary, name) in summaries.iter().zip(&names) {
         let stats = &summary.stats;
         out += &format!(
@@ -64,11 +75,22 @@ pub fn summary_table(summaries: &[PluginSummary]) -> String {
             out += &format!(" {:>7}", stats.failed(class));
         }
         out += &format!(
-            " {:>10} {:>10}  {}\n",
+            " {:>7} {:>12} {:>10} {:>10}  {}\n",
+            stats.retried,
+            stats.dead_lettered,
             format_duration(stats.mean_latency()),
             format_duration(stats.p99_latency()),
             &summary.version[..summary.version.len().min(12)]
         );
+    }
+    for (summary, name) in summaries.iter().zip(&names) {
+        let stats = &summary.stats;
+        if stats.breaker_opened > 0 {
+            out += &format!(
+                "{name}: circuit breaker opened {} times, closed {} times\n",
+                stats.breaker_opened, stats.breaker_closed
+            );
+        }
     }
     out
 }

@@ -10,9 +10,11 @@
 //! each plugin had not handled yet.
 
 use std::io::Write;
+use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use clap::Args;
 use hookhost::printable::escape_controls;
 use hookhost::{EmitError, Event, Host, PluginSummary, Unfinished};
 use tokio::io::BufReader;
@@ -20,6 +22,48 @@ use tokio::io::BufReader;
 use super::lines::{BoundedLines, Line};
 use super::report::summary_table;
 use super::HostArgs;
+
+/// Most events read before they are handed to the host together: one
+/// write-ahead log sync for all of them. Fewer when input pauses.
+const SEND_BATCH: usize = 256;
+
+/// Where accepted events are kept, and how long to wait for pending ones.
+#[derive(Args)]
+pub struct DeliveryArgs {
+    /// Folder for the write-ahead log and the dead letters (default:
+    /// $XDG_DATA_HOME/hookhost, else ~/.local/share/hookhost). An event is
+    /// accepted once it is written there; the next start delivers what a
+    /// crash left undelivered.
+    #[arg(long, value_name = "DIR", conflicts_with = "in_memory")]
+    pub data_dir: Option<PathBuf>,
+    /// Keep accepted events and dead letters in memory only: a crash loses
+    /// what is not delivered yet.
+    #[arg(long)]
+    pub in_memory: bool,
+    /// At the end of input, how long to wait for pending retries before
+    /// leaving them in the write-ahead log (or, in memory, moving them to
+    /// the dead letters).
+    #[arg(long, value_name = "SECS", default_value_t = 60)]
+    pub drain_timeout: u64,
+}
+
+impl DeliveryArgs {
+    /// The data directory to use, if any.
+    pub fn data_dir(&self) -> anyhow::Result<Option<PathBuf>> {
+        if self.in_memory {
+            return Ok(None);
+        }
+        match &self.data_dir {
+            Some(dir) => Ok(Some(dir.clone())),
+            None => hookhost::delivery::default_data_dir().map(Some).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "no data directory: neither XDG_DATA_HOME nor HOME is set; pass --data-dir \
+                     DIR, or --in-memory to keep events in memory only"
+                )
+            }),
+        }
+    }
+}
 
 /// Bytes read from stdin at a time. Large enough that a long line costs few
 /// reads; small beside the default 4 MiB event limit, which bounds the rest
@@ -38,21 +82,49 @@ const EXIT_INTERRUPTED: i32 = 130;
 /// Reads stdin line by line. A line that is too long, not UTF-8, holds a
 /// NUL byte or is not a valid event is reported with its number and
 /// skipped; everything accepted is handled before the summary prints.
-pub async fn run(args: &HostArgs) -> anyhow::Result<ExitCode> {
+pub async fn run(args: &HostArgs, delivery: &DeliveryArgs) -> anyhow::Result<ExitCode> {
     let config = args.load_config()?;
     let (max_event, limit) = args.event_limit(&config);
-    let host = args.build_host(true).await?;
+    let data_dir = delivery.data_dir()?;
+    if data_dir.is_none() {
+        eprintln!(
+            "warning: no data directory (--in-memory): accepted events and dead letters are kept \
+             in memory only; a crash loses what is not delivered yet"
+        );
+    }
+    let host = args.build_host_with(true, data_dir.as_deref()).await?;
     let mut interrupts = Interrupts::new()?;
     let stdin = BufReader::with_capacity(READ_BUFFER, tokio::io::stdin());
     let mut lines = BoundedLines::new(stdin, max_event);
     let mut accepted = 0u64;
     let mut skipped = 0u64;
+    // Events read and not yet handed to the host, with their line numbers.
+    let mut batch: Vec<(u64, Event)> = Vec::with_capacity(SEND_BATCH);
     let interrupted = loop {
+        // Hand over what was read when input pauses or the batch is full.
         let next = tokio::select! {
-            next = lines.next_line() => next?,
-            _ = interrupts.recv() => break true,
+            biased;
+            next = lines.next_line(), if batch.len() < SEND_BATCH => Some(next?),
+            _ = std::future::ready(()) => None,
+        };
+        let next = match next {
+            Some(next) => next,
+            None => {
+                match send(&host, &mut batch, &mut interrupts).await {
+                    Some(sent) => (accepted, skipped) = (accepted + sent.0, skipped + sent.1),
+                    None => break true,
+                }
+                tokio::select! {
+                    next = lines.next_line() => next?,
+                    _ = interrupts.recv() => break true,
+                }
+            }
         };
         let Some((number, line)) = next else {
+            match send(&host, &mut batch, &mut interrupts).await {
+                Some(sent) => (accepted, skipped) = (accepted + sent.0, skipped + sent.1),
+                None => break true,
+            }
             break false;
         };
         let text = match line {
@@ -86,26 +158,7 @@ pub async fn run(args: &HostArgs) -> anyhow::Result<ExitCode> {
             continue;
         }
         match Event::from_json(&text) {
-            Ok(event) => {
-                // A send waiting for room in a full queue must not make
-                // Ctrl-C wait too; an event interrupted here is not
-                // counted, though plugins before the full one may have it.
-                let sent = tokio::select! {
-                    sent = host.send(event) => sent,
-                    _ = interrupts.recv() => break true,
-                };
-                match sent {
-                    Ok(()) => accepted += 1,
-                    Err(EmitError::ShutDown) => return Err(EmitError::ShutDown.into()),
-                    // The host refuses this event (too large as it counts
-                    // events, or for a plugin's queue): skip it, not the
-                    // rest of the input.
-                    Err(err) => {
-                        eprintln!("error: stdin line {number}: {err}; line skipped");
-                        skipped += 1;
-                    }
-                }
-            }
+            Ok(event) => batch.push((number, event)),
             Err(err) => {
                 let err = err.to_string();
                 eprintln!(
@@ -119,28 +172,84 @@ pub async fn run(args: &HostArgs) -> anyhow::Result<ExitCode> {
     if interrupted {
         announce_finishing(accepted);
     }
-    let summaries = finish(host, accepted, &mut interrupts, interrupted).await;
+    let drain = Duration::from_secs(delivery.drain_timeout);
+    let summaries = finish(host, accepted, &mut interrupts, interrupted, drain).await;
     println!("{accepted} events dispatched, {skipped} malformed lines skipped");
     print!("{}", summary_table(&summaries));
+    let in_log: u64 = summaries.iter().map(|s| s.stats.left_in_log).sum();
+    let to_dead_letters: u64 = summaries.iter().map(|s| s.stats.left_to_dead_letters).sum();
+    if in_log > 0 {
+        println!(
+            "{in_log} deliveries still waiting for a retry after the drain timeout \
+             ({} s): kept in the write-ahead log for the next start",
+            delivery.drain_timeout
+        );
+    }
+    if to_dead_letters > 0 {
+        println!(
+            "{to_dead_letters} deliveries still waiting for a retry after the drain timeout \
+             ({} s): moved to the dead letters",
+            delivery.drain_timeout
+        );
+    }
     super::builtin::report_database(args).await;
     Ok(ExitCode::SUCCESS)
 }
 
-/// Waits until every plugin has handled or failed every event it accepted,
-/// then shuts the host down. A Ctrl-C while waiting exits at once if it is
-/// the second; the first (when input had ended by itself) only announces
-/// that the next one will.
+/// Hands the events read so far to the host in one batch; returns how many
+/// it accepted and how many it refused (each reported by line number), or
+/// `None` when Ctrl-C came while waiting for room in a full queue (events
+/// of the batch may then have reached some plugins and are not counted).
+async fn send(
+    host: &Host,
+    batch: &mut Vec<(u64, Event)>,
+    interrupts: &mut Interrupts,
+) -> Option<(u64, u64)> {
+    if batch.is_empty() {
+        return Some((0, 0));
+    }
+    let (numbers, events): (Vec<u64>, Vec<Event>) = batch.drain(..).unzip();
+    let results = tokio::select! {
+        results = host.send_batch(events) => results,
+        _ = interrupts.recv() => return None,
+    };
+    let (mut accepted, mut refused) = (0, 0);
+    for (number, result) in numbers.into_iter().zip(results) {
+        match result {
+            Ok(()) => accepted += 1,
+            // The host refuses this event (too large, a full disk): skip
+            // it, not the rest of the input.
+            Err(err) => {
+                let what = match err {
+                    EmitError::ShutDown => "the host is shut down".to_owned(),
+                    err => err.to_string(),
+                };
+                eprintln!("error: stdin line {number}: {what}; line skipped");
+                refused += 1;
+            }
+        }
+    }
+    Some((accepted, refused))
+}
+
+/// Waits until every plugin is done with every event it accepted (handled
+/// it, or put it in the dead letters), at most `drain`, then shuts the host
+/// down. A Ctrl-C while waiting exits at once if it is the second; the
+/// first (when input had ended by itself) only announces that the next one
+/// will.
 async fn finish(
     host: Host,
     accepted: u64,
     interrupts: &mut Interrupts,
     mut interrupted: bool,
+    drain: Duration,
 ) -> Vec<PluginSummary> {
     // `Host::shutdown` takes the host, and with it the counts a second
     // Ctrl-C has to report; so wait for the plugins to finish first,
     // reading the counts, and shut down once nothing is left.
+    let deadline = Instant::now() + drain;
     let mut left = host.unfinished();
-    while left.iter().any(|plugin| plugin.unfinished > 0) {
+    while left.iter().any(|plugin| plugin.unfinished > 0) && Instant::now() < deadline {
         tokio::select! {
             _ = tokio::time::sleep(DRAIN_POLL) => {}
             _ = interrupts.recv() => {
@@ -155,7 +264,7 @@ async fn finish(
     }
     // What remains is quick (closing queues; a batch hook's last batch is
     // already counted above), but a second Ctrl-C still stops it.
-    let shutdown = host.shutdown();
+    let shutdown = host.shutdown_within(deadline.saturating_duration_since(Instant::now()));
     tokio::pin!(shutdown);
     loop {
         tokio::select! {

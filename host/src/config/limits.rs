@@ -1,7 +1,7 @@
 //! Limits: the built-in defaults, the range each number may take, the
 //! limits as written (`[defaults]`, `[plugins.<name>]`) and as resolved for
-//! one plugin, and the readers that refuse a value out of range with the
-//! value's own line and column.
+//! one plugin, and the readers that refuse a value out of range (or an
+//! unknown `on_full` policy) with the value's own line and column.
 
 use std::ops::RangeInclusive;
 use std::time::Duration;
@@ -38,6 +38,37 @@ pub const DEFAULT_MAX_EVENT_KIB: u64 = 4096;
 /// Events that may wait in one plugin's queue. Past this, `Host::emit`
 /// refuses the event (nothing is half-delivered) and `Host::send` waits.
 pub const DEFAULT_QUEUE_CAPACITY: usize = 65_536;
+/// Deliveries of one event to one plugin, the first included, when nothing
+/// is configured. With the default backoff the seven retries wait at most
+/// 1 + 2 + ... + 64 s, about two minutes in all: enough to ride out a
+/// restarting destination or a burst of 429s. A longer outage is the
+/// circuit breaker's business: while it is open, events wait without
+/// spending attempts.
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 8;
+/// Upper bound of the wait before the first retry when nothing is
+/// configured (full jitter: the wait is anywhere from 0 to this). A 503
+/// from a restarting server or a dropped connection is often gone within a
+/// second, and an alert retried that soon is still on time.
+pub const DEFAULT_RETRY_INITIAL_MS: u64 = 1_000;
+/// Longest wait between two tries of one event when nothing is configured;
+/// the doubling stops here, and a hook's `retry-after` is cut to it. With
+/// the default 1 s start it binds only from the tenth try on (2^9 s is more
+/// than five minutes), so it matters once `max_attempts` is raised.
+pub const DEFAULT_RETRY_MAX_MS: u64 = 300_000;
+/// Failures in a row (retryable errors, timeouts, traps) that put a plugin
+/// aside when nothing is configured. One or two are the noise of any
+/// network and are retried anyway; five in a row say the destination is
+/// down, and stopping then saves the attempts of every event behind them.
+pub const DEFAULT_BREAKER_THRESHOLD: u32 = 5;
+/// How long a plugin is first put aside when nothing is configured: long
+/// enough for a restarting service to come back, short enough that delivery
+/// resumes soon after it does.
+pub const DEFAULT_BREAKER_COOLDOWN_MS: u64 = 30_000;
+/// Longest cool-down when nothing is configured; each failed probe doubles
+/// the cool-down up to this. A destination down for hours is probed six
+/// times an hour rather than flooded, and is found again within ten minutes
+/// of its recovery.
+pub const DEFAULT_BREAKER_MAX_COOLDOWN_MS: u64 = 600_000;
 
 /// Allowed `fuel`: at least 1, since 0 fails every event before its first
 /// instruction; at most TOML's largest integer. Wasmtime takes any `u64`
@@ -77,6 +108,70 @@ pub const MAX_PLUGIN_MIB_RANGE: RangeInclusive<u64> = 1..=1024;
 /// tree several times its size and copied into every plugin's memory, so a
 /// 64 MiB event already needs more than the default memory cap.
 pub const MAX_EVENT_KIB_RANGE: RangeInclusive<u64> = 1..=65_536;
+/// Allowed `max_attempts`: 1 (no retries) to 100. An event being retried
+/// keeps its bytes in the plugin's queue; past a hundred tries, with waits of
+/// up to a day each, an event would hold them for months, far longer than
+/// any destination stays down.
+pub const MAX_ATTEMPTS_RANGE: RangeInclusive<u64> = 1..=100;
+/// Allowed `retry_initial_ms`: 1 ms to one hour. 0 would make every wait 0,
+/// a busy loop against a failing destination; a first retry later than an
+/// hour is no longer a retry of a transient failure (later waits can grow
+/// longer through `retry_max_ms`).
+pub const RETRY_INITIAL_MS_RANGE: RangeInclusive<u64> = 1..=3_600_000;
+/// Allowed `retry_max_ms`: 1 ms to one day, which covers the longest waits
+/// of the webhook services teams know (Svix waits at most 10 hours between
+/// tries). A value below `retry_initial_ms` is taken as `retry_initial_ms`.
+pub const RETRY_MAX_MS_RANGE: RangeInclusive<u64> = 1..=86_400_000;
+/// Allowed `breaker_threshold`: 0 (no breaker) to 10,000 failures in a row.
+/// A breaker that waits for more failures than that opens too late to
+/// spare anything: 0 says "no breaker" plainly.
+pub const BREAKER_THRESHOLD_RANGE: RangeInclusive<u64> = 0..=10_000;
+/// Allowed `breaker_cooldown_ms`: 1 ms to one day; a plugin put aside for
+/// longer holds its events back for longer than anyone waits for an alert.
+pub const BREAKER_COOLDOWN_MS_RANGE: RangeInclusive<u64> = 1..=86_400_000;
+/// Allowed `breaker_max_cooldown_ms`: 1 ms to one day, like
+/// `breaker_cooldown_ms`. A value below `breaker_cooldown_ms` is taken as
+/// `breaker_cooldown_ms` (the cool-down then never grows).
+pub const BREAKER_MAX_COOLDOWN_MS_RANGE: RangeInclusive<u64> = 1..=86_400_000;
+
+/// What a plugin's full queue (`queue_capacity` events or `queue_mib`) does
+/// with one more event: the `on_full` key, written `"reject"`, `"wait"` or
+/// `"drop_oldest"`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum OnFull {
+    /// The event is refused (queue-full, naming the plugin), for every
+    /// plugin: acceptance is all or nothing. The default.
+    #[default]
+    Reject,
+    /// The producer waits until there is room (back-pressure).
+    Wait,
+    /// The oldest event waiting is dropped to make room; it goes to the
+    /// dead letters with class `dropped`.
+    DropOldest,
+}
+
+impl OnFull {
+    /// Every policy, in the order errors list them.
+    pub const ALL: [OnFull; 3] = [OnFull::Reject, OnFull::Wait, OnFull::DropOldest];
+
+    /// The policy's name in the config file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OnFull::Reject => "reject",
+            OnFull::Wait => "wait",
+            OnFull::DropOldest => "drop_oldest",
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for OnFull {
+    /// Reads a policy's name; anything else is refused naming the key and
+    /// the three names: `on_full = "fifo" is not a policy: "reject",
+    /// "wait" or "drop_oldest"`.
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<OnFull, D::Error> {
+        d.deserialize_any(ranged::OnFullVisitor)
+    }
+}
 
 /// Limits as written in the file; anything left out falls back to the
 /// `[defaults]` section and then to the built-in defaults above.
@@ -114,6 +209,33 @@ pub struct LimitsConfig {
     /// within [`BATCH_WAIT_MS_RANGE`]).
     #[serde(default, deserialize_with = "ranged::batch_wait_ms")]
     pub batch_wait_ms: Option<u64>,
+    /// Deliveries of one event, the first included
+    /// (`DEFAULT_MAX_ATTEMPTS`, within [`MAX_ATTEMPTS_RANGE`]).
+    #[serde(default, deserialize_with = "ranged::max_attempts")]
+    pub max_attempts: Option<u32>,
+    /// Upper bound of the wait before the first retry, in milliseconds
+    /// (`DEFAULT_RETRY_INITIAL_MS`, within [`RETRY_INITIAL_MS_RANGE`]).
+    #[serde(default, deserialize_with = "ranged::retry_initial_ms")]
+    pub retry_initial_ms: Option<u64>,
+    /// Longest wait between two tries, in milliseconds
+    /// (`DEFAULT_RETRY_MAX_MS`, within [`RETRY_MAX_MS_RANGE`]).
+    #[serde(default, deserialize_with = "ranged::retry_max_ms")]
+    pub retry_max_ms: Option<u64>,
+    /// Failures in a row that put the plugin aside, 0 for no breaker
+    /// (`DEFAULT_BREAKER_THRESHOLD`, within [`BREAKER_THRESHOLD_RANGE`]).
+    #[serde(default, deserialize_with = "ranged::breaker_threshold")]
+    pub breaker_threshold: Option<u32>,
+    /// First cool-down, in milliseconds (`DEFAULT_BREAKER_COOLDOWN_MS`,
+    /// within [`BREAKER_COOLDOWN_MS_RANGE`]).
+    #[serde(default, deserialize_with = "ranged::breaker_cooldown_ms")]
+    pub breaker_cooldown_ms: Option<u64>,
+    /// Longest cool-down, in milliseconds
+    /// (`DEFAULT_BREAKER_MAX_COOLDOWN_MS`, within
+    /// [`BREAKER_MAX_COOLDOWN_MS_RANGE`]).
+    #[serde(default, deserialize_with = "ranged::breaker_max_cooldown_ms")]
+    pub breaker_max_cooldown_ms: Option<u64>,
+    /// What a full queue does with one more event ([`OnFull::Reject`]).
+    pub on_full: Option<OnFull>,
 }
 
 /// The limits one plugin runs under, every value resolved.
@@ -135,6 +257,21 @@ pub struct Limits {
     pub batch_size: usize,
     /// Batch hooks: longest wait for a batch to fill.
     pub batch_wait: Duration,
+    /// Deliveries of one event, the first included (at least 1).
+    pub max_attempts: u32,
+    /// Upper bound of the wait before the first retry; it doubles with each
+    /// retry after.
+    pub retry_initial: Duration,
+    /// Longest wait between two tries; never below `retry_initial`.
+    pub retry_max: Duration,
+    /// Failures in a row that put the plugin aside; 0: never.
+    pub breaker_threshold: u32,
+    /// First cool-down of a plugin put aside.
+    pub breaker_cooldown: Duration,
+    /// Longest cool-down; never below `breaker_cooldown`.
+    pub breaker_max_cooldown: Duration,
+    /// What a full queue does with one more event.
+    pub on_full: OnFull,
 }
 
 impl Default for Limits {
@@ -166,6 +303,30 @@ impl LimitsConfig {
             fallback.queue_mib,
             DEFAULT_QUEUE_MIB,
             &QUEUE_MIB_RANGE,
+        );
+        let millis =
+            |own, other, default, range| Duration::from_millis(pick(own, other, default, range));
+        // Every `u32` key's range fits in a `u32`.
+        let count = |own: Option<u32>, other: Option<u32>, default: u32, range| {
+            let n = pick(
+                own.map(u64::from),
+                other.map(u64::from),
+                u64::from(default),
+                range,
+            );
+            u32::try_from(n).unwrap_or(u32::MAX)
+        };
+        let retry_initial = millis(
+            self.retry_initial_ms,
+            fallback.retry_initial_ms,
+            DEFAULT_RETRY_INITIAL_MS,
+            &RETRY_INITIAL_MS_RANGE,
+        );
+        let breaker_cooldown = millis(
+            self.breaker_cooldown_ms,
+            fallback.breaker_cooldown_ms,
+            DEFAULT_BREAKER_COOLDOWN_MS,
+            &BREAKER_COOLDOWN_MS_RANGE,
         );
         Limits {
             fuel: pick(self.fuel, fallback.fuel, DEFAULT_FUEL, &FUEL_RANGE),
@@ -199,6 +360,35 @@ impl LimitsConfig {
                 DEFAULT_BATCH_WAIT_MS,
                 &BATCH_WAIT_MS_RANGE,
             )),
+            max_attempts: count(
+                self.max_attempts,
+                fallback.max_attempts,
+                DEFAULT_MAX_ATTEMPTS,
+                &MAX_ATTEMPTS_RANGE,
+            ),
+            retry_initial,
+            retry_max: millis(
+                self.retry_max_ms,
+                fallback.retry_max_ms,
+                DEFAULT_RETRY_MAX_MS,
+                &RETRY_MAX_MS_RANGE,
+            )
+            .max(retry_initial),
+            breaker_threshold: count(
+                self.breaker_threshold,
+                fallback.breaker_threshold,
+                DEFAULT_BREAKER_THRESHOLD,
+                &BREAKER_THRESHOLD_RANGE,
+            ),
+            breaker_cooldown,
+            breaker_max_cooldown: millis(
+                self.breaker_max_cooldown_ms,
+                fallback.breaker_max_cooldown_ms,
+                DEFAULT_BREAKER_MAX_COOLDOWN_MS,
+                &BREAKER_MAX_COOLDOWN_MS_RANGE,
+            )
+            .max(breaker_cooldown),
+            on_full: self.on_full.or(fallback.on_full).unwrap_or_default(),
         }
     }
 }
@@ -299,5 +489,158 @@ pub(super) mod ranged {
         batch_wait_ms: u64, BATCH_WAIT_MS_RANGE, " ms";
         max_plugin_mib: u64, MAX_PLUGIN_MIB_RANGE, " MiB";
         max_event_kib: u64, MAX_EVENT_KIB_RANGE, " KiB";
+        max_attempts: u32, MAX_ATTEMPTS_RANGE, " attempts";
+        retry_initial_ms: u64, RETRY_INITIAL_MS_RANGE, " ms";
+        retry_max_ms: u64, RETRY_MAX_MS_RANGE, " ms";
+        breaker_threshold: u32, BREAKER_THRESHOLD_RANGE, " failures";
+        breaker_cooldown_ms: u64, BREAKER_COOLDOWN_MS_RANGE, " ms";
+        breaker_max_cooldown_ms: u64, BREAKER_MAX_COOLDOWN_MS_RANGE, " ms";
+    }
+
+    /// Reads `on_full`: one of [`OnFull::ALL`] by name.
+    pub(super) struct OnFullVisitor;
+
+    impl OnFullVisitor {
+        /// `"reject", "wait" or "drop_oldest"`.
+        fn names() -> String {
+            let quoted: Vec<String> = OnFull::ALL
+                .iter()
+                .map(|policy| format!("\"{}\"", policy.as_str()))
+                .collect();
+            let (last, rest) = quoted.split_last().expect("three policies");
+            format!("{} or {last}", rest.join(", "))
+        }
+    }
+
+    impl<'de> Visitor<'de> for OnFullVisitor {
+        type Value = OnFull;
+
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            write!(f, "on_full as one of {}", Self::names())
+        }
+
+        fn visit_str<E: de::Error>(self, value: &str) -> Result<OnFull, E> {
+            if let Some(policy) = OnFull::ALL.into_iter().find(|p| p.as_str() == value) {
+                return Ok(policy);
+            }
+            // A short value (any typo) is quoted back, escaped; a long one
+            // is not, so the error stays one short line.
+            let written = if value.chars().count() <= 32 {
+                format!(" = {value:?}")
+            } else {
+                String::new()
+            };
+            Err(E::custom(format_args!(
+                "on_full{written} is not a policy: {}",
+                Self::names()
+            )))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delivery_defaults_when_nothing_is_written() {
+        let limits = Limits::default();
+        assert_eq!(limits.max_attempts, 8);
+        assert_eq!(limits.retry_initial, Duration::from_secs(1));
+        assert_eq!(limits.retry_max, Duration::from_secs(300));
+        assert_eq!(limits.breaker_threshold, 5);
+        assert_eq!(limits.breaker_cooldown, Duration::from_secs(30));
+        assert_eq!(limits.breaker_max_cooldown, Duration::from_secs(600));
+        assert_eq!(limits.on_full, OnFull::Reject);
+    }
+
+    #[test]
+    fn own_values_win_over_fallback_key_by_key() {
+        let own = LimitsConfig {
+            max_attempts: Some(3),
+            breaker_threshold: Some(0),
+            on_full: Some(OnFull::DropOldest),
+            ..LimitsConfig::default()
+        };
+        let fallback = LimitsConfig {
+            max_attempts: Some(20),
+            retry_initial_ms: Some(250),
+            breaker_cooldown_ms: Some(5_000),
+            on_full: Some(OnFull::Wait),
+            ..LimitsConfig::default()
+        };
+        let limits = own.resolve(&fallback);
+        assert_eq!(limits.max_attempts, 3);
+        assert_eq!(limits.breaker_threshold, 0, "0 (no breaker) is kept");
+        assert_eq!(limits.on_full, OnFull::DropOldest);
+        assert_eq!(limits.retry_initial, Duration::from_millis(250));
+        assert_eq!(limits.breaker_cooldown, Duration::from_secs(5));
+        assert_eq!(limits.retry_max, Duration::from_secs(300));
+        let limits = LimitsConfig::default().resolve(&fallback);
+        assert_eq!(limits.on_full, OnFull::Wait);
+    }
+
+    #[test]
+    fn values_built_in_code_are_clamped_into_their_ranges() {
+        let low = LimitsConfig {
+            max_attempts: Some(0),
+            retry_initial_ms: Some(0),
+            retry_max_ms: Some(0),
+            breaker_cooldown_ms: Some(0),
+            breaker_max_cooldown_ms: Some(0),
+            ..LimitsConfig::default()
+        };
+        let limits = low.resolve(&LimitsConfig::default());
+        assert_eq!(limits.max_attempts, 1);
+        assert_eq!(limits.retry_initial, Duration::from_millis(1));
+        assert_eq!(limits.retry_max, Duration::from_millis(1));
+        assert_eq!(limits.breaker_cooldown, Duration::from_millis(1));
+        assert_eq!(limits.breaker_max_cooldown, Duration::from_millis(1));
+        let high = LimitsConfig {
+            max_attempts: Some(u32::MAX),
+            retry_initial_ms: Some(u64::MAX),
+            retry_max_ms: Some(u64::MAX),
+            breaker_threshold: Some(u32::MAX),
+            breaker_cooldown_ms: Some(u64::MAX),
+            breaker_max_cooldown_ms: Some(u64::MAX),
+            ..LimitsConfig::default()
+        };
+        let limits = high.resolve(&LimitsConfig::default());
+        assert_eq!(limits.max_attempts, 100);
+        assert_eq!(limits.retry_initial, Duration::from_secs(3_600));
+        assert_eq!(limits.retry_max, Duration::from_secs(86_400));
+        assert_eq!(limits.breaker_threshold, 10_000);
+        assert_eq!(limits.breaker_cooldown, Duration::from_secs(86_400));
+        assert_eq!(limits.breaker_max_cooldown, Duration::from_secs(86_400));
+    }
+
+    #[test]
+    fn a_maximum_below_its_start_is_raised_to_the_start() {
+        // The plugin's start against the fallback's maximum: the maximum
+        // follows whichever start applies.
+        let own = LimitsConfig {
+            retry_initial_ms: Some(600_000),
+            breaker_cooldown_ms: Some(900_000),
+            ..LimitsConfig::default()
+        };
+        let fallback = LimitsConfig {
+            retry_max_ms: Some(60_000),
+            ..LimitsConfig::default()
+        };
+        let limits = own.resolve(&fallback);
+        assert_eq!(limits.retry_initial, Duration::from_secs(600));
+        assert_eq!(limits.retry_max, Duration::from_secs(600));
+        assert_eq!(limits.breaker_cooldown, Duration::from_secs(900));
+        assert_eq!(limits.breaker_max_cooldown, Duration::from_secs(900));
+        // A maximum above its start is kept as written.
+        let limits = fallback.resolve(&LimitsConfig::default());
+        assert_eq!(limits.retry_max, Duration::from_secs(60));
+    }
+
+    #[test]
+    fn on_full_names_are_the_config_spellings() {
+        let names: Vec<&str> = OnFull::ALL.iter().map(|p| p.as_str()).collect();
+        assert_eq!(names, ["reject", "wait", "drop_oldest"]);
+        assert_eq!(OnFull::default(), OnFull::Reject);
     }
 }

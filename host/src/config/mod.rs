@@ -5,10 +5,12 @@
 //! ```toml
 //! [defaults]            # applies to every plugin
 //! timeout_ms = 5000
+//! max_attempts = 8      # deliveries of one event, retries included
 //!
 //! [plugins.slack]       # the plugin loaded from slack.wasm
 //! enabled = true
 //! fuel = 50_000_000
+//! on_full = "wait"      # a full queue holds the producer back
 //! [plugins.slack.settings]
 //! channel = "#data-alerts"
 //! ```
@@ -148,6 +150,26 @@ pub struct PluginConfig {
     /// Batch hooks only: longest wait for a batch to fill, in milliseconds.
     #[serde(default, deserialize_with = "ranged::batch_wait_ms")]
     pub batch_wait_ms: Option<u64>,
+    /// Deliveries of one event, the first included.
+    #[serde(default, deserialize_with = "ranged::max_attempts")]
+    pub max_attempts: Option<u32>,
+    /// Upper bound of the wait before the first retry, in milliseconds.
+    #[serde(default, deserialize_with = "ranged::retry_initial_ms")]
+    pub retry_initial_ms: Option<u64>,
+    /// Longest wait between two tries, in milliseconds.
+    #[serde(default, deserialize_with = "ranged::retry_max_ms")]
+    pub retry_max_ms: Option<u64>,
+    /// Failures in a row that put the plugin aside; 0: no breaker.
+    #[serde(default, deserialize_with = "ranged::breaker_threshold")]
+    pub breaker_threshold: Option<u32>,
+    /// First cool-down of the breaker, in milliseconds.
+    #[serde(default, deserialize_with = "ranged::breaker_cooldown_ms")]
+    pub breaker_cooldown_ms: Option<u64>,
+    /// Longest cool-down of the breaker, in milliseconds.
+    #[serde(default, deserialize_with = "ranged::breaker_max_cooldown_ms")]
+    pub breaker_max_cooldown_ms: Option<u64>,
+    /// What a full queue does with one more event.
+    pub on_full: Option<OnFull>,
     /// Databases (`[databases.<name>]`) the plugin may use.
     #[serde(default)]
     pub databases: Vec<String>,
@@ -189,6 +211,13 @@ impl std::fmt::Debug for PluginConfig {
             .field("wall_clock", &self.wall_clock)
             .field("batch_size", &self.batch_size)
             .field("batch_wait_ms", &self.batch_wait_ms)
+            .field("max_attempts", &self.max_attempts)
+            .field("retry_initial_ms", &self.retry_initial_ms)
+            .field("retry_max_ms", &self.retry_max_ms)
+            .field("breaker_threshold", &self.breaker_threshold)
+            .field("breaker_cooldown_ms", &self.breaker_cooldown_ms)
+            .field("breaker_max_cooldown_ms", &self.breaker_max_cooldown_ms)
+            .field("on_full", &self.on_full)
             .field("databases", &self.databases)
             .field("mailers", &self.mailers)
             .field("settings", &self.settings.keys().collect::<Vec<_>>())
@@ -207,6 +236,13 @@ impl PluginConfig {
             reuse_instance: self.reuse_instance,
             batch_size: self.batch_size,
             batch_wait_ms: self.batch_wait_ms,
+            max_attempts: self.max_attempts,
+            retry_initial_ms: self.retry_initial_ms,
+            retry_max_ms: self.retry_max_ms,
+            breaker_threshold: self.breaker_threshold,
+            breaker_cooldown_ms: self.breaker_cooldown_ms,
+            breaker_max_cooldown_ms: self.breaker_max_cooldown_ms,
+            on_full: self.on_full,
         }
     }
 }
@@ -516,6 +552,46 @@ mod tests {
         assert_eq!(a.timeout, Duration::from_millis(200));
         assert_eq!(a.memory_bytes, (DEFAULT_MEMORY_MIB as usize) << 20);
         assert_eq!(config.limits_for("b").fuel, DEFAULT_FUEL);
+    }
+
+    #[test]
+    fn delivery_keys_merge_per_plugin_over_defaults() {
+        let config = Config::parse(
+            "[defaults]\nmax_attempts = 3\nretry_max_ms = 60_000\non_full = \"wait\"\n\
+             [plugins.a]\nretry_initial_ms = 2_000\nbreaker_threshold = 0\n\
+             on_full = \"drop_oldest\"\n",
+            Path::new("c.toml"),
+        )
+        .unwrap();
+        let a = config.limits_for("a");
+        assert_eq!(a.max_attempts, 3);
+        assert_eq!(a.retry_initial, Duration::from_secs(2));
+        assert_eq!(a.retry_max, Duration::from_secs(60));
+        assert_eq!(a.breaker_threshold, 0);
+        assert_eq!(
+            a.breaker_cooldown,
+            Duration::from_millis(DEFAULT_BREAKER_COOLDOWN_MS)
+        );
+        assert_eq!(a.on_full, OnFull::DropOldest);
+        let b = config.limits_for("b");
+        assert_eq!(
+            b.retry_initial,
+            Duration::from_millis(DEFAULT_RETRY_INITIAL_MS)
+        );
+        assert_eq!(b.breaker_threshold, DEFAULT_BREAKER_THRESHOLD);
+        assert_eq!(b.on_full, OnFull::Wait);
+    }
+
+    #[test]
+    fn plugin_debug_shows_the_delivery_keys() {
+        let config = Config::parse(
+            "[plugins.a]\nmax_attempts = 4\non_full = \"wait\"\n",
+            Path::new("c.toml"),
+        )
+        .unwrap();
+        let debug = format!("{:?}", config.plugins["a"]);
+        assert!(debug.contains("max_attempts: Some(4)"), "{debug}");
+        assert!(debug.contains("on_full: Some(Wait)"), "{debug}");
     }
 
     #[test]
