@@ -1,11 +1,14 @@
 //! The `delivery` import: a plugin that imports it loads next to one that
-//! does not, and reads attempt 1 on a first delivery; the built-in webhook
-//! hook says which attempt a request is; the built-in Slack and webhook
-//! hooks read a 429's or 503's `Retry-After` and pass it on.
+//! does not, and reads attempt 1 on a first delivery and 2 on its retry;
+//! the wait it asks for holds the retry back, up to `retry_max_ms`; the
+//! built-in webhook hook says which attempt a request is; the built-in
+//! Slack and webhook hooks read a 429's or 503's `Retry-After` and pass it
+//! on.
 
 mod common;
 
 use std::net::SocketAddr;
+use std::time::{Duration, Instant};
 
 use common::receiver;
 use hookhost::{Event, FailureClass, Host};
@@ -66,6 +69,47 @@ async fn a_first_delivery_is_attempt_one() {
         assert_eq!(failure.message, "attempt 1");
     }
     send(&host, json!({"succeed_from": 1})).await.unwrap();
+    host.shutdown().await;
+}
+
+/// How many events the host's only plugin has handled.
+fn handled(host: &Host) -> u64 {
+    host.summaries()[0].stats.handled
+}
+
+#[tokio::test]
+async fn a_retry_is_attempt_two_after_the_wait_asked_for() {
+    let dir = common::plugins_dir(&["tells-attempt"]);
+    // Without the hint, the retry would come within a millisecond.
+    let config = "[plugins.tells-attempt]\nretry_initial_ms = 1\nretry_max_ms = 60_000\n";
+    let host = common::host(dir.path(), common::config(config)).await;
+    let started = Instant::now();
+    let first = send(&host, json!({"retry_after": [1], "succeed_from": 2}))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (first.retryable, first.message.as_str()),
+        (true, "attempt 1")
+    );
+    common::eventually("the retry, attempt 2, succeeds", || handled(&host) == 1).await;
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    host.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_wait_asked_for_is_capped_at_retry_max() {
+    let dir = common::plugins_dir(&["tells-attempt"]);
+    let config = "[plugins.tells-attempt]\nretry_initial_ms = 1\nretry_max_ms = 200\n";
+    let host = common::host(dir.path(), common::config(config)).await;
+    send(&host, json!({"retry_after": [3600], "succeed_from": 2}))
+        .await
+        .unwrap_err();
+    // `eventually` gives up after 20 s, far below the hour asked for.
+    common::eventually("the retry comes after retry_max", || handled(&host) == 1).await;
     host.shutdown().await;
 }
 
@@ -141,10 +185,17 @@ async fn the_slack_and_webhook_hooks_pass_retry_after_on() {
         (500, "30", ""),
     ] {
         let addr = asks_to_wait(status, retry_after).await;
-        let section = format!("http_allow = [\"http://{addr}\"]\nhttp_private = [\"127.0.0.1\"]\n");
+        // One attempt: this test reads what the first delivery passed on,
+        // and the host's shutdown would otherwise wait for the retries.
+        let section = format!(
+            "max_attempts = 1\nhttp_allow = [\"http://{addr}\"]\nhttp_private = [\"127.0.0.1\"]\n"
+        );
         let slack = common::builtin_host(
             "slack",
-            &format!("[plugins.slack]\n{section}[plugins.slack.settings]\nwebhook_url = \"http://{addr}/\"\n"),
+            &format!(
+                "[plugins.slack]\n{section}[plugins.slack.settings]\n\
+                 webhook_url = \"http://{addr}/\"\n"
+            ),
         )
         .await;
         let json = json!({"event_type": "DataDriftDetected", "metadata": drift});

@@ -635,6 +635,31 @@ pub mod http {
 /// [`HookError::Retryable`](crate::HookError::Retryable) (or passes its
 /// timeout), with backoff, up to the plugin's `max_attempts`; the event keeps
 /// its `id` on every attempt.
+///
+/// ```no_run
+/// use hookhost_sdk::{delivery, http, log, Event, Hook, HookError};
+///
+/// struct Notify;
+///
+/// impl Hook for Notify {
+///     fn handle(event: Event) -> Result<(), HookError> {
+///         if delivery::attempt() > 1 {
+///             log::info(&format!("retrying {}", event.id));
+///         }
+///         let result = http::post_json("https://api.example.com/notify", "{}");
+///         if matches!(&result, Ok(response) if response.status == 423) {
+///             // Locked for a while: try again in a minute at the earliest.
+///             delivery::retry_after(60);
+///             return Err(HookError::Retryable("the API is locked".into()));
+///         }
+///         // A 429 or 503 with `Retry-After` reaches the host by itself.
+///         http::delivered(result, "the API")?;
+///         Ok(())
+///     }
+/// }
+///
+/// hookhost_sdk::export_hook!(Notify);
+/// ```
 pub mod delivery {
     /// Which delivery of the event this call is: 1 for the first, 2 for the
     /// first retry, and so on. In a [`BatchHook`](crate::BatchHook) call,
