@@ -48,8 +48,9 @@ async fn main() -> anyhow::Result<()> {
     }
     println!("plugins: {}", host.plugin_names().join(", "));
 
-    // 2. Emit a typed event. `emit` never blocks the caller: the event is
-    //    queued for every plugin (or, if a queue is full, for none).
+    // 2. Emit a typed event. Without a data directory `emit` does not wait:
+    //    the event is queued for every plugin (or, if a queue is full, for
+    //    none).
     let drift = Event::from_kind(EventKind::DataDriftDetected(DataDrift {
         table: "orders".into(),
         column: "total_amount".into(),
@@ -72,7 +73,8 @@ async fn main() -> anyhow::Result<()> {
         println!("{plugin}: {:?} in {:?}", outcome.result, outcome.latency);
     }
 
-    // 4. Shut down: every accepted event is handled before this returns.
+    // 4. Shut down: every queued event is delivered, and failed ones retried
+    //    up to the drain timeout, before this returns.
     let summaries = host.shutdown().await;
     let mut failed = 0;
     for summary in &summaries {

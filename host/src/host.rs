@@ -461,7 +461,16 @@ fn wait_for_room(
 fn requeue_dropped(route: &Route, dropped: Vec<Job>) {
     for job in dropped {
         if let Job::Event(delivery) = job {
-            let _ = route.queue.push_unbounded(Job::Dropped(delivery));
+            if let Err(Job::Dropped(delivery)) = route.queue.push_unbounded(Job::Dropped(delivery))
+            {
+                // The plugin was unloaded at this very moment.
+                tracing::error!(
+                    plugin = &*route.name,
+                    event = %printable::escape_controls(&delivery.event.id),
+                    "an event dropped from the full queue (on_full = \"drop_oldest\") could not \
+                     be put in the dead letters: the plugin was being unloaded"
+                );
+            }
         }
     }
 }
@@ -671,25 +680,32 @@ impl Host {
             _ => vec![None; admitted.len()],
         };
         for ((index, event, size), seq) in admitted.into_iter().zip(seqs) {
-            let event = Arc::new(event);
+            // Room in every queue first, so that the event goes to every
+            // plugin or to none.
+            let mut reservations = SmallVec::<[_; 8]>::with_capacity(routes.len());
             for route in routes.iter() {
-                let reserved = route.queue.reserve(size).await;
-                let sent =
-                    reserved
-                        .map_err(|err| queue_error(route, err, size))
-                        .map(|reservation| {
-                            let delivery = Delivery::new(event.clone(), seq, size);
-                            requeue_dropped(route, reservation.push(Job::Event(delivery)));
-                        });
-                match sent {
-                    Ok(()) => {
-                        route.accepted.fetch_add(1, Ordering::Relaxed);
-                    }
+                match route.queue.reserve(size).await {
+                    Ok(reservation) => reservations.push(reservation),
                     Err(err) => {
-                        results[index] = Err(err);
+                        results[index] = Err(queue_error(route, err, size));
                         break;
                     }
                 }
+            }
+            if results[index].is_err() {
+                // Refused after all: the log must not bring it back.
+                if let (Some(wal), Some(seq)) = (&self.shared.registry.wal, seq) {
+                    for route in routes.iter() {
+                        wal.completed(&route.name, vec![seq]);
+                    }
+                }
+                continue;
+            }
+            let event = Arc::new(event);
+            for (reservation, route) in reservations.into_iter().zip(routes.iter()) {
+                let delivery = Delivery::new(event.clone(), seq, size);
+                requeue_dropped(route, reservation.push(Job::Event(delivery)));
+                route.accepted.fetch_add(1, Ordering::Relaxed);
             }
         }
         results
@@ -800,11 +816,12 @@ impl Host {
         self.shutdown_within(timeout).await
     }
 
-    /// [`Host::shutdown`] with a drain timeout of `timeout`: no delivery
-    /// starts after it. What is still pending then stays in the write-ahead
-    /// log for the next start, or, without a data directory, goes to the
-    /// dead letters (`PluginStats::left_in_log`,
-    /// `PluginStats::left_to_dead_letters`).
+    /// [`Host::shutdown`] with a drain timeout of `timeout`: no retry is
+    /// made after it. Retries still waiting then, and events a plugin's open
+    /// circuit breaker holds back, stay in the write-ahead log for the next
+    /// start or, without a data directory, go to the dead letters
+    /// (`PluginStats::left_in_log`, `PluginStats::left_to_dead_letters`);
+    /// queued events are still delivered once.
     pub async fn shutdown_within(mut self, timeout: Duration) -> Vec<PluginSummary> {
         if let Some(watcher) = self.watcher.take() {
             watcher.stop().await;

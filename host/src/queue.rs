@@ -36,6 +36,12 @@ pub(crate) trait Queued {
     /// Whether the item is a control item, which no capacity bounds and
     /// `DropOldest` never drops.
     fn is_control(&self) -> bool;
+    /// Whether the item is one the worker must see even while it leaves
+    /// events queued ([`PluginQueue::control_ready`]): a new version or new
+    /// settings, which end a circuit breaker's cool-down.
+    fn interrupts(&self) -> bool {
+        self.is_control()
+    }
 }
 
 /// Why there is no room for an event.
@@ -76,6 +82,8 @@ struct Inner<T> {
     queued_bytes: usize,
     /// Control items in `items`.
     queued_controls: usize,
+    /// Items in `items` that interrupt a worker waiting in `control_ready`.
+    queued_interrupts: usize,
     /// Reservations neither pushed nor dropped yet.
     reserved_events: usize,
     /// The bytes of reserved events, queued events, and events the worker
@@ -113,6 +121,8 @@ impl<T: Queued> Inner<T> {
     /// woken.
     fn enqueue(&mut self, item: T) -> bool {
         let control = item.is_control();
+        let interrupts = item.interrupts();
+        self.queued_interrupts += usize::from(interrupts);
         if control {
             self.queued_controls += 1;
         } else {
@@ -122,7 +132,7 @@ impl<T: Queued> Inner<T> {
             self.held_bytes += bytes;
         }
         self.items.push_back(item);
-        let wake = self.worker_waits_for_items || (control && self.worker_waits_for_control);
+        let wake = self.worker_waits_for_items || (interrupts && self.worker_waits_for_control);
         if wake {
             self.worker_waits_for_items = false;
             self.worker_waits_for_control = false;
@@ -149,6 +159,7 @@ impl<T: Queued> PluginQueue<T> {
                 queued_events: 0,
                 queued_bytes: 0,
                 queued_controls: 0,
+                queued_interrupts: 0,
                 reserved_events: 0,
                 held_bytes: 0,
                 closed: false,
@@ -272,9 +283,10 @@ impl<T: Queued> PluginQueue<T> {
         let (count, wake) = {
             let mut inner = self.lock();
             let count = max.min(inner.items.len());
-            let (mut events, mut bytes, mut controls) = (0, 0, 0);
+            let (mut events, mut bytes, mut controls, mut interrupts) = (0, 0, 0, 0);
             out.reserve(count);
             for item in inner.items.drain(..count) {
+                interrupts += usize::from(item.interrupts());
                 if item.is_control() {
                     controls += 1;
                 } else {
@@ -286,6 +298,7 @@ impl<T: Queued> PluginQueue<T> {
             inner.queued_events -= events;
             inner.queued_bytes -= bytes;
             inner.queued_controls -= controls;
+            inner.queued_interrupts -= interrupts;
             (count, events > 0 && inner.room_waiters > 0)
         };
         if wake {
@@ -311,14 +324,15 @@ impl<T: Queued> PluginQueue<T> {
         }
     }
 
-    /// The worker, while it leaves events queued: waits until a control item
-    /// is queued or the queue is closed. Cancel-safe.
+    /// The worker, while it leaves events queued: waits until an
+    /// interrupting item ([`Queued::interrupts`]) is queued; once the queue
+    /// is closed and holds none, forever. Cancel-safe.
     pub(crate) async fn control_ready(&self) {
         loop {
             let pushed = self.items.notified();
             {
                 let mut inner = self.lock();
-                inner.worker_waits_for_control = inner.queued_controls == 0 && !inner.closed;
+                inner.worker_waits_for_control = inner.queued_interrupts == 0;
                 if !inner.worker_waits_for_control {
                     return;
                 }
@@ -327,9 +341,15 @@ impl<T: Queued> PluginQueue<T> {
         }
     }
 
-    /// Whether a control item is queued.
+    /// Whether an interrupting item ([`Queued::interrupts`]) is queued.
     pub(crate) fn has_control(&self) -> bool {
-        self.lock().queued_controls > 0
+        self.lock().queued_interrupts > 0
+    }
+
+    /// Whether nothing is queued or reserved and the queue is closed: the
+    /// worker will never get another item.
+    pub(crate) fn is_finished(&self) -> bool {
+        self.lock().finished()
     }
 
     /// The worker: gives back the bytes of taken events it has finished
@@ -365,6 +385,7 @@ impl<T: Queued> PluginQueue<T> {
         self.lock().queued_events
     }
 
+    #[cfg(test)]
     /// The bytes of reserved, queued, and taken but unreleased events.
     pub(crate) fn held_bytes(&self) -> usize {
         self.lock().held_bytes
@@ -824,7 +845,9 @@ mod tests {
         queue.close();
         assert!(worker.woken());
         assert!(worker.poll(ready.as_mut()).is_ready());
-        assert!(worker.poll(control.as_mut()).is_ready());
+        // A closed queue gets no new version: a worker holding events back
+        // waits for its cool-down to end instead of spinning here.
+        assert!(worker.poll(control.as_mut()).is_pending());
     }
 
     #[test]

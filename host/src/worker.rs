@@ -78,6 +78,12 @@ impl Queued for Job {
     fn is_control(&self) -> bool {
         !matches!(self, Job::Event(delivery) if delivery.mode == Mode::Normal)
     }
+
+    /// A new version or new settings: they end a breaker's cool-down, so
+    /// the worker looks for them while it holds events back.
+    fn interrupts(&self) -> bool {
+        matches!(self, Job::Swap(_) | Job::Reconfigure { .. })
+    }
 }
 
 /// Whether a delivery follows the delivery policy or replays a dead letter.
@@ -212,6 +218,12 @@ impl Worker {
         let mut taken = Vec::with_capacity(BATCH);
         loop {
             let now = Instant::now();
+            let drain = *self.aftercare.drain.borrow();
+            if drain.is_some_and(|deadline| now >= deadline) {
+                // No retry after the drain deadline.
+                let everything = state.breaker.is_tripped();
+                self.leave_pending(&mut state, everything);
+            }
             while let Some(entry) = state.retries.first_entry() {
                 if entry.key().0 > now {
                     break;
@@ -224,27 +236,23 @@ impl Worker {
                 self.queue.take(&mut taken, BATCH - state.ready.len());
                 state.ready.extend(taken.drain(..));
             }
-            let drain = *self.aftercare.drain.borrow();
-            if drain.is_some_and(|deadline| now >= deadline) {
-                let everything = state.breaker.is_tripped();
-                self.leave_pending(&mut state, everything);
-            }
             let queued = self.queue.len() > 0 || self.queue.has_control();
             if state.ready.is_empty() && !(queued && state.breaker.is_tripped()) {
                 // Nothing to deliver now: everything queued was taken.
-                let closed = self.queue.is_closed() && !queued;
-                if closed && state.retries.is_empty() {
+                let finished = self.queue.is_finished();
+                if finished && state.retries.is_empty() {
                     break;
                 }
                 let next_retry = state.retries.first_key_value().map(|(key, _)| key.0);
-                self.idle(next_retry, closed, drain).await;
+                let drain = drain.filter(|deadline| *deadline > now);
+                self.idle(next_retry, finished, drain).await;
                 continue;
             }
             let (permit, transition) = state.breaker.permit(now);
             self.log_transition(transition);
             match permit {
                 Permit::WaitUntil(until) => {
-                    if state.ready.iter().any(Queued::is_control) || self.queue.has_control() {
+                    if state.ready.iter().any(Queued::interrupts) || self.queue.has_control() {
                         // A new version or configuration ends the cool-down.
                         let transition = state.breaker.reset();
                         self.log_transition(transition);
@@ -266,16 +274,21 @@ impl Worker {
         self.record(&mut state.settled).await;
     }
 
-    /// Waits for work: a queued job, the next retry coming due, or the
-    /// drain deadline.
-    async fn idle(&mut self, next_retry: Option<Instant>, closed: bool, drain: Option<Instant>) {
+    /// Waits for work: a queued job (unless the queue is `finished`), the
+    /// next retry coming due, or the drain deadline still ahead.
+    async fn idle(
+        &mut self,
+        next_retry: Option<Instant>,
+        finished: bool,
+        drain: Option<Instant>,
+    ) {
         let wake = match (next_retry, drain) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
         let queue = self.queue.clone();
         tokio::select! {
-            _ = queue.ready(), if !closed => {}
+            _ = queue.ready(), if !finished => {}
             _ = sleep_until(wake), if wake.is_some() => {}
             _ = self.aftercare.drain.changed(), if drain.is_none() => {}
         }
@@ -324,7 +337,10 @@ impl Worker {
                     continue;
                 }
             };
-            if delivered >= max_events || state.breaker.holds(Instant::now()) {
+            // Delivering freely stops when the breaker trips; a probe is one
+            // event.
+            let tripped = max_events == usize::MAX && state.breaker.is_tripped();
+            if delivered >= max_events || tripped {
                 state.ready.push_front(Job::Event(delivery));
                 return;
             }
@@ -513,12 +529,25 @@ impl Worker {
         }
     }
 
-    /// Puts an event dropped from the full queue in the dead letters.
-    fn dead_letter_dropped(&self, delivery: Delivery, settled: &mut Settled) {
+    /// Puts an event dropped from the full queue in the dead letters, and
+    /// says so to whoever waits for its outcome.
+    fn dead_letter_dropped(&self, mut delivery: Delivery, settled: &mut Settled) {
         let message = format!(
             "dropped from the full queue (on_full = \"drop_oldest\", queue_capacity = {})",
             self.limits.queue_capacity
         );
+        if let Some(reply) = delivery.reply.take() {
+            let _ = reply.send(Outcome {
+                result: Err(Failure {
+                    class: FailureClass::Returned,
+                    retryable: false,
+                    message: message.clone(),
+                }),
+                fate: Fate::DeadLettered,
+                version: self.plugin.hash.clone(),
+                latency: Duration::ZERO,
+            });
+        }
         let entry = self.dead_letter(&delivery, Some(("dropped", message)));
         settled.dead_letters.push((entry, delivery.seq));
         settled.dropped += 1;
@@ -532,22 +561,29 @@ impl Worker {
         for delivery in std::mem::take(&mut state.retries).into_values() {
             self.leave(delivery, &mut state.settled);
         }
-        if !everything {
-            return;
-        }
-        let mut taken = Vec::new();
-        while self.queue.take(&mut taken, BATCH) > 0 {
-            state.ready.extend(taken.drain(..));
+        if everything {
+            let mut taken = Vec::new();
+            while self.queue.take(&mut taken, BATCH) > 0 {
+                state.ready.extend(taken.drain(..));
+            }
         }
         for job in std::mem::take(&mut state.ready) {
             match job {
-                Job::Event(delivery) if delivery.mode == Mode::Normal => {
+                // Retries that came due before the deadline, and with
+                // `everything` first deliveries too.
+                Job::Event(delivery)
+                    if delivery.mode == Mode::Normal && (everything || delivery.attempts > 0) =>
+                {
                     self.leave(delivery, &mut state.settled)
                 }
-                Job::Dropped(delivery) => self.dead_letter_dropped(delivery, &mut state.settled),
+                Job::Dropped(delivery) if everything => {
+                    self.dead_letter_dropped(delivery, &mut state.settled)
+                }
                 // A replay's entry stays in the store; versions and
                 // configurations no longer matter.
-                _ => {}
+                Job::Event(delivery) if everything && delivery.mode == Mode::Replay => {}
+                Job::Swap(_) | Job::Reconfigure { .. } if everything => {}
+                job => state.ready.push_back(job),
             }
         }
     }
@@ -555,6 +591,7 @@ impl Worker {
     /// Leaves one pending delivery at shutdown: in the write-ahead log for
     /// the next start, or, without one, in the dead letters.
     fn leave(&self, delivery: Delivery, settled: &mut Settled) {
+        settled.released += delivery.bytes;
         if self.aftercare.wal.is_some() && delivery.seq.is_some() {
             settled.left_in_log += 1;
             return;
@@ -576,7 +613,6 @@ impl Worker {
             ),
         };
         settled.dead_letters.push((entry, delivery.seq));
-        settled.released += delivery.bytes;
         settled.left_to_dead_letters += 1;
     }
 
@@ -744,7 +780,13 @@ impl Worker {
             },
         };
         let result = self.call(instance, event, attempt, deadline).await;
-        let hint = instance.store.data().delivery.retry_after;
+        // A wait asked for counts only with an error the hook returned.
+        let hint = match &result {
+            Err(failure) if failure.class == FailureClass::Returned => {
+                instance.store.data().delivery.retry_after
+            }
+            _ => None,
+        };
         let trapped = matches!(&result, Err(f) if f.class != FailureClass::Returned);
         if trapped || !self.limits.reuse_instance {
             *live = None;
@@ -770,7 +812,11 @@ impl Worker {
             },
         };
         let results = self.call_batch(instance, events, attempt, deadline).await;
-        let hint = instance.store.data().delivery.retry_after;
+        // A wait asked for counts only when the call returned its results.
+        let hint = match &results {
+            Ok(_) => instance.store.data().delivery.retry_after,
+            Err(_) => None,
+        };
         if results.is_err() || !self.limits.reuse_instance {
             *live = None;
         }

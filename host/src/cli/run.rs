@@ -102,32 +102,42 @@ pub async fn run(args: &HostArgs, delivery: &DeliveryArgs) -> anyhow::Result<Exi
     let mut skipped = 0u64;
     // Events read and not yet handed to the host, with their line numbers.
     let mut batch: Vec<(u64, Event)> = Vec::with_capacity(SEND_BATCH);
-    let interrupted = loop {
+    let mut interrupted = false;
+    loop {
         // Hand over what was read when input pauses or the batch is full.
         let next = tokio::select! {
             biased;
-            next = lines.next_line(), if batch.len() < SEND_BATCH => Some(next?),
+            next = lines.next_line(), if batch.len() < SEND_BATCH => Some(next),
             _ = std::future::ready(()) => None,
         };
         let next = match next {
             Some(next) => next,
             None => {
-                match send(&host, &mut batch, &mut interrupts).await {
-                    Some(sent) => (accepted, skipped) = (accepted + sent.0, skipped + sent.1),
-                    None => break true,
+                let sent = send(&host, &mut batch, &mut interrupts, &mut interrupted, accepted);
+                let (taken, refused) = sent.await;
+                (accepted, skipped) = (accepted + taken, skipped + refused);
+                if interrupted {
+                    break;
                 }
                 tokio::select! {
-                    next = lines.next_line() => next?,
-                    _ = interrupts.recv() => break true,
+                    next = lines.next_line() => next,
+                    _ = interrupts.recv() => {
+                        interrupted = true;
+                        announce_finishing(accepted);
+                        break;
+                    }
                 }
             }
         };
+        let next = next.unwrap_or_else(|err| {
+            eprintln!("error: cannot read stdin ({err}); taking it as the end of input");
+            None
+        });
         let Some((number, line)) = next else {
-            match send(&host, &mut batch, &mut interrupts).await {
-                Some(sent) => (accepted, skipped) = (accepted + sent.0, skipped + sent.1),
-                None => break true,
-            }
-            break false;
+            let sent = send(&host, &mut batch, &mut interrupts, &mut interrupted, accepted);
+            let (taken, refused) = sent.await;
+            (accepted, skipped) = (accepted + taken, skipped + refused);
+            break;
         };
         let text = match line {
             Line::Text(text) => text,
@@ -171,9 +181,6 @@ pub async fn run(args: &HostArgs, delivery: &DeliveryArgs) -> anyhow::Result<Exi
             }
         }
     };
-    if interrupted {
-        announce_finishing(accepted);
-    }
     let drain = Duration::from_secs(delivery.drain_timeout);
     let summaries = finish(host, accepted, &mut interrupts, interrupted, drain).await;
     println!("{accepted} events dispatched, {skipped} malformed lines skipped");
@@ -199,21 +206,33 @@ pub async fn run(args: &HostArgs, delivery: &DeliveryArgs) -> anyhow::Result<Exi
 }
 
 /// Hands the events read so far to the host in one batch; returns how many
-/// it accepted and how many it refused (each reported by line number), or
-/// `None` when Ctrl-C came while waiting for room in a full queue (events
-/// of the batch may then have reached some plugins and are not counted).
+/// it accepted and how many it refused (each reported by line number). A
+/// first Ctrl-C while it waits for room in a full queue is noted in
+/// `interrupted` and the batch still handed over; a second one exits.
 async fn send(
     host: &Host,
     batch: &mut Vec<(u64, Event)>,
     interrupts: &mut Interrupts,
-) -> Option<(u64, u64)> {
+    interrupted: &mut bool,
+    accepted_before: u64,
+) -> (u64, u64) {
     if batch.is_empty() {
-        return Some((0, 0));
+        return (0, 0);
     }
     let (numbers, events): (Vec<u64>, Vec<Event>) = batch.drain(..).unzip();
-    let results = tokio::select! {
-        results = host.send_batch(events) => results,
-        _ = interrupts.recv() => return None,
+    let sending = host.send_batch(events);
+    tokio::pin!(sending);
+    let results = loop {
+        tokio::select! {
+            results = &mut sending => break results,
+            _ = interrupts.recv() => {
+                if *interrupted {
+                    stop_now(&host.unfinished());
+                }
+                *interrupted = true;
+                announce_finishing(accepted_before + numbers.len() as u64);
+            }
+        }
     };
     let (mut accepted, mut refused) = (0, 0);
     for (number, result) in numbers.into_iter().zip(results) {
@@ -231,7 +250,7 @@ async fn send(
             }
         }
     }
-    Some((accepted, refused))
+    (accepted, refused)
 }
 
 /// Waits until every plugin is done with every event it accepted (handled

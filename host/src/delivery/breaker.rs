@@ -76,25 +76,25 @@ impl Breaker {
         }
     }
 
-    /// Whether the breaker is open at `now`: no delivery may start.
-    pub(crate) fn holds(&self, now: Instant) -> bool {
-        matches!(self.state, State::Open { until } if now < until)
-    }
-
     /// Whether events are held back (open, or probing one at a time).
     pub(crate) fn is_tripped(&self) -> bool {
         !matches!(self.state, State::Closed { .. })
     }
 
-    /// A delivery succeeded.
+    /// A delivery succeeded. One that ends while the breaker is open (a
+    /// later event of the batch that opened it) leaves it open.
     pub(crate) fn success(&mut self) -> Option<Transition> {
-        let was_probing = self.state == State::Probing;
-        self.state = State::Closed { failures: 0 };
-        if was_probing {
-            self.cooldown = None;
-            Some(Transition::Closed)
-        } else {
-            None
+        match self.state {
+            State::Open { .. } => None,
+            State::Probing => {
+                self.state = State::Closed { failures: 0 };
+                self.cooldown = None;
+                Some(Transition::Closed)
+            }
+            State::Closed { .. } => {
+                self.state = State::Closed { failures: 0 };
+                None
+            }
         }
     }
 

@@ -51,8 +51,8 @@ const DENIED_FUNCTIONS: &[&str] = &[
 ];
 
 /// Longest string or blob one value may be (`SQLITE_LIMIT_LENGTH`, default
-/// 1 GB): 4 MiB, the default `max_event_kib`, so the metadata of any event
-/// of the default size fits in one value. A row SQLite returns is built
+/// 1 GB): 4 MiB, four times the default `max_event_kib`, so the metadata of
+/// any event of the default size fits in one value. A row SQLite returns is built
 /// whole before the host can count it against the plugin's memory, so this
 /// times [`MAX_COLUMNS`] (256 MiB) is the most one row can make the host
 /// allocate on a plugin's behalf; with 16 MiB it would be 1 GiB.
