@@ -253,7 +253,15 @@ impl Worker {
             match permit {
                 Permit::WaitUntil(until) => {
                     if state.ready.iter().any(Queued::interrupts) || self.queue.has_control() {
-                        // A new version or configuration ends the cool-down.
+                        // A new version or configuration ends the cool-down
+                        // and gets the events the breaker held back.
+                        while self.queue.take(&mut taken, BATCH) > 0 {
+                            state.ready.extend(taken.drain(..));
+                        }
+                        let (mut first, rest): (VecDeque<Job>, VecDeque<Job>) =
+                            state.ready.drain(..).partition(Queued::interrupts);
+                        first.extend(rest);
+                        state.ready = first;
                         let transition = state.breaker.reset();
                         self.log_transition(transition);
                         continue;
@@ -276,12 +284,7 @@ impl Worker {
 
     /// Waits for work: a queued job (unless the queue is `finished`), the
     /// next retry coming due, or the drain deadline still ahead.
-    async fn idle(
-        &mut self,
-        next_retry: Option<Instant>,
-        finished: bool,
-        drain: Option<Instant>,
-    ) {
+    async fn idle(&mut self, next_retry: Option<Instant>, finished: bool, drain: Option<Instant>) {
         let wake = match (next_retry, drain) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),

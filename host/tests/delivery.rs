@@ -189,6 +189,18 @@ async fn a_receiver_failing_twice_gets_every_event_three_times_within_the_schedu
     }
     each_delivered_once(&receiver, &ids);
     assert_eq!(receiver.requests(), 3 * EVENTS);
+    // First deliveries arrive in the order the events were accepted.
+    let mut firsts: Vec<(Instant, &String)> = ids
+        .iter()
+        .map(|id| (receiver.tries(id)[0].at, id))
+        .collect();
+    firsts.sort();
+    let order: Vec<&String> = firsts.into_iter().map(|(_, id)| id).collect();
+    assert_eq!(
+        order,
+        ids.iter().collect::<Vec<_>>(),
+        "first deliveries in order"
+    );
     let stats = stats(&summaries, "webhook");
     let n = EVENTS as u64;
     assert_eq!(stats.handled, n);

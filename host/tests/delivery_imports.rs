@@ -81,7 +81,8 @@ fn handled(host: &Host) -> u64 {
 async fn a_retry_is_attempt_two_after_the_wait_asked_for() {
     let dir = common::plugins_dir(&["tells-attempt"]);
     // Without the hint, the retry would come within a millisecond.
-    let config = "[plugins.tells-attempt]\nmax_attempts = 2\nretry_initial_ms = 1\nretry_max_ms = 60_000\n";
+    let config =
+        "[plugins.tells-attempt]\nmax_attempts = 2\nretry_initial_ms = 1\nretry_max_ms = 60_000\n";
     let host = common::host(dir.path(), common::config(config)).await;
     let started = Instant::now();
     let first = send(&host, json!({"retry_after": [1], "succeed_from": 2}))
@@ -103,7 +104,8 @@ async fn a_retry_is_attempt_two_after_the_wait_asked_for() {
 #[tokio::test]
 async fn the_wait_asked_for_is_capped_at_retry_max() {
     let dir = common::plugins_dir(&["tells-attempt"]);
-    let config = "[plugins.tells-attempt]\nmax_attempts = 2\nretry_initial_ms = 1\nretry_max_ms = 200\n";
+    let config =
+        "[plugins.tells-attempt]\nmax_attempts = 2\nretry_initial_ms = 1\nretry_max_ms = 200\n";
     let host = common::host(dir.path(), common::config(config)).await;
     send(&host, json!({"retry_after": [3600], "succeed_from": 2}))
         .await

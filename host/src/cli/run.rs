@@ -113,7 +113,13 @@ pub async fn run(args: &HostArgs, delivery: &DeliveryArgs) -> anyhow::Result<Exi
         let next = match next {
             Some(next) => next,
             None => {
-                let sent = send(&host, &mut batch, &mut interrupts, &mut interrupted, accepted);
+                let sent = send(
+                    &host,
+                    &mut batch,
+                    &mut interrupts,
+                    &mut interrupted,
+                    accepted,
+                );
                 let (taken, refused) = sent.await;
                 (accepted, skipped) = (accepted + taken, skipped + refused);
                 if interrupted {
@@ -134,7 +140,13 @@ pub async fn run(args: &HostArgs, delivery: &DeliveryArgs) -> anyhow::Result<Exi
             None
         });
         let Some((number, line)) = next else {
-            let sent = send(&host, &mut batch, &mut interrupts, &mut interrupted, accepted);
+            let sent = send(
+                &host,
+                &mut batch,
+                &mut interrupts,
+                &mut interrupted,
+                accepted,
+            );
             let (taken, refused) = sent.await;
             (accepted, skipped) = (accepted + taken, skipped + refused);
             break;
@@ -180,7 +192,7 @@ pub async fn run(args: &HostArgs, delivery: &DeliveryArgs) -> anyhow::Result<Exi
                 skipped += 1;
             }
         }
-    };
+    }
     let drain = Duration::from_secs(delivery.drain_timeout);
     let summaries = finish(host, accepted, &mut interrupts, interrupted, drain).await;
     println!("{accepted} events dispatched, {skipped} malformed lines skipped");
