@@ -250,3 +250,33 @@ fn a_full_disk_refuses_events_by_line_with_the_logs_file_named() {
         .unwrap_or_else(|| panic!("no noop row:\n{stdout}"));
     assert_eq!(handled, dispatched as u64, "{stdout}");
 }
+
+/// `on_full = "wait"` cannot block a current-thread runtime's only thread
+/// (the worker that would make room runs there): `emit` fails as for
+/// `reject`.
+#[tokio::test(flavor = "current_thread")]
+async fn on_a_current_thread_runtime_a_waiting_emit_fails_as_reject() {
+    let plugins = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        common::fixture("returns-error"),
+        plugins.path().join("flaky.wasm"),
+    )
+    .unwrap();
+    let config =
+        format!("[plugins.flaky]\n{TRIPS_AT_ONCE}queue_capacity = 1\non_full = \"wait\"\n");
+    let host = common::host(plugins.path(), common::config(&config)).await;
+    host.emit(retry_me("trips")).unwrap();
+    wait_for("the breaker to open", || {
+        stats(&host, "flaky").breaker_opened == 1
+    })
+    .await;
+    // Held back by the breaker, this one fills the queue of one event.
+    host.emit(retry_me("fills")).unwrap();
+    match host.emit(retry_me("waits")) {
+        Err(hookhost::EmitError::QueueFull { plugin, capacity }) => {
+            assert_eq!((plugin.as_str(), capacity), ("flaky", 1));
+        }
+        other => panic!("{other:?}"),
+    }
+    host.shutdown_within(Duration::ZERO).await;
+}
