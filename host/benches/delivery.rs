@@ -14,6 +14,8 @@
 //! the in-memory rate); `cargo test` runs it with few events to check it
 //! still works.
 
+mod common;
+
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -44,7 +46,7 @@ fn main() {
         println!(
             "delivery benchmark: {PLUGINS} trivial plugins, {events} events, {} cores, {}",
             std::thread::available_parallelism().map_or(0, |n| n.get()),
-            cpu_model()
+            common::cpu_model()
         );
         let mut rates = Vec::new();
         for sending in [Sending::Each, Sending::Batches] {
@@ -258,16 +260,4 @@ async fn replay(entries: u64) -> Duration {
     assert_eq!(store.count(None).await.expect("count"), 0);
     host.shutdown().await;
     elapsed
-}
-
-fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|info| {
-            info.lines()
-                .find(|line| line.starts_with("model name"))
-                .and_then(|line| line.split(':').nth(1))
-                .map(|model| model.trim().to_owned())
-        })
-        .unwrap_or_else(|| "unknown CPU".to_owned())
 }

@@ -10,6 +10,8 @@
 //! `cargo bench --bench dispatch` runs it in full; `cargo test` runs it with
 //! few events to check it still works.
 
+mod common;
+
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -36,7 +38,7 @@ fn main() {
         println!(
             "dispatch benchmark: {PLUGINS} trivial plugins, {} cores, {}",
             std::thread::available_parallelism().map_or(0, |n| n.get()),
-            cpu_model()
+            common::cpu_model()
         );
         let native = native(reused_events).await;
         report("native trait objects", reused_events, native);
@@ -194,16 +196,4 @@ async fn native(events: u64) -> Duration {
         task.await.expect("task");
     }
     started.elapsed()
-}
-
-fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|info| {
-            info.lines()
-                .find(|line| line.starts_with("model name"))
-                .and_then(|line| line.split(':').nth(1))
-                .map(|model| model.trim().to_owned())
-        })
-        .unwrap_or_else(|| "unknown CPU".to_owned())
 }

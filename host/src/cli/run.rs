@@ -113,15 +113,8 @@ pub async fn run(args: &HostArgs, delivery: &DeliveryArgs) -> anyhow::Result<Exi
         let next = match next {
             Some(next) => next,
             None => {
-                let sent = send(
-                    &host,
-                    &mut batch,
-                    &mut interrupts,
-                    &mut interrupted,
-                    accepted,
-                );
-                let (taken, refused) = sent.await;
-                (accepted, skipped) = (accepted + taken, skipped + refused);
+                let counts = (&mut accepted, &mut skipped);
+                send(&host, &mut batch, &mut interrupts, &mut interrupted, counts).await;
                 if interrupted {
                     break;
                 }
@@ -140,15 +133,8 @@ pub async fn run(args: &HostArgs, delivery: &DeliveryArgs) -> anyhow::Result<Exi
             None
         });
         let Some((number, line)) = next else {
-            let sent = send(
-                &host,
-                &mut batch,
-                &mut interrupts,
-                &mut interrupted,
-                accepted,
-            );
-            let (taken, refused) = sent.await;
-            (accepted, skipped) = (accepted + taken, skipped + refused);
+            let counts = (&mut accepted, &mut skipped);
+            send(&host, &mut batch, &mut interrupts, &mut interrupted, counts).await;
             break;
         };
         let text = match line {
@@ -217,19 +203,20 @@ pub async fn run(args: &HostArgs, delivery: &DeliveryArgs) -> anyhow::Result<Exi
     Ok(ExitCode::SUCCESS)
 }
 
-/// Hands the events read so far to the host in one batch; returns how many
-/// it accepted and how many it refused (each reported by line number). A
-/// first Ctrl-C while it waits for room in a full queue is noted in
-/// `interrupted` and the batch still handed over; a second one exits.
+/// Hands the events read so far to the host in one batch, adding to
+/// `(accepted, skipped)` how many it accepted and how many it refused (each
+/// reported by line number). A first Ctrl-C while it waits for room in a
+/// full queue is noted in `interrupted` and the batch still handed over; a
+/// second one exits.
 async fn send(
     host: &Host,
     batch: &mut Vec<(u64, Event)>,
     interrupts: &mut Interrupts,
     interrupted: &mut bool,
-    accepted_before: u64,
-) -> (u64, u64) {
+    (accepted, skipped): (&mut u64, &mut u64),
+) {
     if batch.is_empty() {
-        return (0, 0);
+        return;
     }
     let (numbers, events): (Vec<u64>, Vec<Event>) = batch.drain(..).unzip();
     let sending = host.send_batch(events);
@@ -242,14 +229,13 @@ async fn send(
                     stop_now(&host.unfinished());
                 }
                 *interrupted = true;
-                announce_finishing(accepted_before + numbers.len() as u64);
+                announce_finishing(*accepted + numbers.len() as u64);
             }
         }
     };
-    let (mut accepted, mut refused) = (0, 0);
     for (number, result) in numbers.into_iter().zip(results) {
         match result {
-            Ok(()) => accepted += 1,
+            Ok(()) => *accepted += 1,
             // The host refuses this event (too large, a full disk): skip
             // it, not the rest of the input.
             Err(err) => {
@@ -258,11 +244,10 @@ async fn send(
                     err => err.to_string(),
                 };
                 eprintln!("error: stdin line {number}: {what}; line skipped");
-                refused += 1;
+                *skipped += 1;
             }
         }
     }
-    (accepted, refused)
 }
 
 /// Waits until every plugin is done with every event it accepted (handled
