@@ -798,7 +798,8 @@ impl Host {
     }
 
     /// For each running plugin, how many of the events queued for it it has
-    /// not handled or failed yet.
+    /// not completed yet (handled, put in the dead letters, or left in the
+    /// write-ahead log; an event waiting for a retry is not completed).
     pub fn unfinished(&self) -> Vec<Unfinished> {
         self.shared.registry.unfinished()
     }

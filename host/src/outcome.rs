@@ -84,8 +84,8 @@ pub enum Fate {
         /// How long until the next delivery.
         after: Duration,
     },
-    /// The delivery failed permanently, or was the last attempt, and the
-    /// event went to the dead letters.
+    /// The delivery failed permanently, or was the last attempt, or the
+    /// event was dropped from a full queue: it went to the dead letters.
     DeadLettered,
     /// The delivery failed retryably after the host began to stop and
     /// its drain timeout had passed: the event stays in the write-ahead log
@@ -132,9 +132,11 @@ pub struct PluginStats {
     /// Of `dead_lettered`, events still pending when the host stopped
     /// without a write-ahead log.
     pub left_to_dead_letters: u64,
-    /// Times the circuit breaker put the plugin aside.
+    /// Times the circuit breaker opened from normal delivery (a failed
+    /// probe opening it again is not counted).
     pub breaker_opened: u64,
-    /// Times a probe succeeded and normal delivery resumed.
+    /// Times it closed: a probe succeeded, or a new version or
+    /// configuration ended the cool-down.
     pub breaker_closed: u64,
     /// Instances created (the first, and one after every trap).
     pub instantiations: u64,

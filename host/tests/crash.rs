@@ -38,7 +38,7 @@ const TABLE: &str = "hookhost_events";
 const PATIENCE: Duration = Duration::from_secs(90);
 
 #[test]
-fn killed_at_six_moments_no_accepted_event_is_lost_or_duplicated() {
+fn killed_at_six_moments_no_accepted_event_is_lost_or_written_twice_to_the_table() {
     let mut test = CrashTest::new();
 
     // 1. Starting up: killed as soon as its log folder exists, the whole

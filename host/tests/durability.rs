@@ -280,3 +280,81 @@ async fn on_a_current_thread_runtime_a_waiting_emit_fails_as_reject() {
     }
     host.shutdown_within(Duration::ZERO).await;
 }
+
+/// Without a data directory, what is pending at the drain deadline goes to
+/// the dead letters: a retry still waiting keeps its last failure, an event
+/// an open breaker held back is class `shutdown`; events merely queued are
+/// still delivered once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_memory_what_is_pending_at_the_drain_deadline_goes_to_the_dead_letters() {
+    let plugins = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        common::fixture("returns-error"),
+        plugins.path().join("flaky.wasm"),
+    )
+    .unwrap();
+    std::fs::copy(common::fixture("noop"), plugins.path().join("noop.wasm")).unwrap();
+    let config = "[plugins.flaky]\nmax_attempts = 100\nretry_initial_ms = 600_000\n\
+                  breaker_threshold = 1\nbreaker_cooldown_ms = 600_000\n";
+    let host = common::host(plugins.path(), common::config(config)).await;
+    host.emit(retry_me("waits-for-a-retry")).unwrap();
+    wait_for("the breaker to open", || {
+        stats(&host, "flaky").breaker_opened == 1
+    })
+    .await;
+    host.emit(retry_me("held-back")).unwrap();
+    for n in 0..50 {
+        host.emit(retry_me(&format!("queued-{n}"))).unwrap();
+    }
+    let store = host.dead_letters().clone();
+    let summaries = host.shutdown_within(Duration::ZERO).await;
+    let noop = summaries.iter().find(|s| s.name == "noop").unwrap();
+    assert_eq!(noop.stats.handled, 52, "queued events are delivered once");
+    let flaky = summaries.iter().find(|s| s.name == "flaky").unwrap();
+    assert_eq!(flaky.stats.left_to_dead_letters, 52);
+    assert_eq!(flaky.stats.dead_lettered, 52);
+    let letters = store.list(Some("flaky")).await.unwrap();
+    assert_eq!(letters.len(), 52);
+    let waited = letters
+        .iter()
+        .find(|l| l.event_id == "waits-for-a-retry")
+        .unwrap();
+    assert_eq!((waited.class.as_str(), waited.attempts), ("error", 1));
+    assert!(
+        waited
+            .last_error
+            .ends_with("(still waiting for a retry when the host stopped)"),
+        "{}",
+        waited.last_error
+    );
+    let held = letters.iter().find(|l| l.event_id == "held-back").unwrap();
+    assert_eq!((held.class.as_str(), held.attempts), ("shutdown", 0));
+}
+
+/// Traps, fuel and memory failures are not retried, however many attempts
+/// are allowed: one try each, then the dead letters with the class.
+#[tokio::test]
+async fn traps_fuel_and_memory_failures_go_to_the_dead_letters_after_one_try() {
+    let dir = common::plugins_dir(&["panics", "infinite-loop", "oom"]);
+    let config = "[defaults]\nmax_attempts = 8\nretry_initial_ms = 1\n\
+                  fuel = 10_000_000\nmemory_mib = 16\n";
+    let host = common::host(dir.path(), common::config(config)).await;
+    host.emit(common::event(1)).unwrap();
+    let store = host.dead_letters().clone();
+    let summaries = host.shutdown().await;
+    for (plugin, class) in [
+        ("panics", "trap"),
+        ("infinite-loop", "fuel"),
+        ("oom", "memory"),
+    ] {
+        let stats = &summaries.iter().find(|s| s.name == plugin).unwrap().stats;
+        assert_eq!(
+            (stats.total(), stats.retried, stats.dead_lettered),
+            (1, 0, 1),
+            "{plugin}"
+        );
+        let letters = store.list(Some(plugin)).await.unwrap();
+        assert_eq!(letters.len(), 1, "{plugin}");
+        assert_eq!((letters[0].class.as_str(), letters[0].attempts), (class, 1));
+    }
+}

@@ -187,14 +187,14 @@ pub async fn run(args: &HostArgs, delivery: &DeliveryArgs) -> anyhow::Result<Exi
     let to_dead_letters: u64 = summaries.iter().map(|s| s.stats.left_to_dead_letters).sum();
     if in_log > 0 {
         println!(
-            "{in_log} deliveries still waiting for a retry after the drain timeout \
+            "{in_log} deliveries still pending after the drain timeout \
              ({} s): kept in the write-ahead log for the next start",
             delivery.drain_timeout
         );
     }
     if to_dead_letters > 0 {
         println!(
-            "{to_dead_letters} deliveries still waiting for a retry after the drain timeout \
+            "{to_dead_letters} deliveries still pending after the drain timeout \
              ({} s): moved to the dead letters",
             delivery.drain_timeout
         );
