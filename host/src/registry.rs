@@ -19,6 +19,7 @@ use crate::log_limit::LogLimit;
 use crate::outcome::PluginStats;
 use crate::plugin::LoadedPlugin;
 use crate::queue::PluginQueue;
+use crate::routing::RouteFilter;
 use crate::worker::{Aftercare, Job, Worker};
 
 /// Where events for one plugin go.
@@ -43,6 +44,10 @@ pub(crate) struct Route {
     pub(crate) output_limit: Arc<LogLimit>,
     /// Events queued for its worker so far.
     pub(crate) accepted: Arc<AtomicU64>,
+    /// Which events it gets (`events`, `min_severity`, `tables`, ...).
+    pub(crate) filter: Arc<RouteFilter>,
+    /// Events its filter kept from it, across reconfigurations.
+    pub(crate) filtered: Arc<AtomicU64>,
 }
 
 /// Every plugin's route, sorted by name.
@@ -57,6 +62,7 @@ struct WorkerRecord {
     http_denied: Arc<AtomicU64>,
     output_limit: Arc<LogLimit>,
     accepted: Arc<AtomicU64>,
+    filtered: Arc<AtomicU64>,
     task: JoinHandle<()>,
 }
 
@@ -197,6 +203,8 @@ impl Registry {
             http_denied: http_denied.clone(),
             output_limit: output_limit.clone(),
             accepted: Arc::new(AtomicU64::new(0)),
+            filter: config.route_filter(&plugin.name),
+            filtered: Arc::new(AtomicU64::new(0)),
         });
         let worker = Worker {
             grants: config.grants_for(
@@ -227,6 +235,7 @@ impl Registry {
             http_denied,
             output_limit,
             accepted: route.accepted.clone(),
+            filtered: route.filtered.clone(),
             task: tokio::spawn(worker.run()),
         };
         if let Ok(mut workers) = self.workers.lock() {
@@ -322,6 +331,20 @@ impl Registry {
             ),
         };
         let _ = route.queue.push_unbounded(job);
+    }
+
+    /// Routes the next events to plugin `name` by the filter `config` gives
+    /// it.
+    pub(crate) fn refilter(&self, name: &str, config: &Config) {
+        let filter = config.route_filter(name);
+        self.publish(|routes| {
+            for route in routes.iter_mut().filter(|r| &*r.name == name) {
+                *route = Arc::new(Route {
+                    filter: filter.clone(),
+                    ..(**route).clone()
+                });
+            }
+        });
     }
 
     pub(crate) fn reload_stats(&self) -> ReloadStats {
@@ -427,7 +450,14 @@ fn summary(record: &WorkerRecord) -> PluginSummary {
             .lock()
             .map(|v| v.to_string())
             .unwrap_or_default(),
-        stats: record.stats.lock().map(|s| s.clone()).unwrap_or_default(),
+        stats: record
+            .stats
+            .lock()
+            .map(|s| PluginStats {
+                filtered: record.filtered.load(Ordering::Relaxed),
+                ..s.clone()
+            })
+            .unwrap_or_default(),
         http_denied: record.http_denied.load(Ordering::Relaxed),
         output_dropped: record.output_limit.dropped(),
     }

@@ -279,10 +279,13 @@ async fn reload_config(shared: &Shared, dir: &Path) {
         let name = &*route.name;
         if !config.is_enabled(name) {
             registry.remove(name);
-        } else if config.limits_for(name) != old.limits_for(name)
-            || config.grants_differ(&old, name)
-        {
+            continue;
+        }
+        if config.limits_for(name) != old.limits_for(name) || config.grants_differ(&old, name) {
             registry.reconfigure(route, &config).await;
+        }
+        if config.routing_differs(&old, name) {
+            registry.refilter(name, &config);
         }
     }
     let list_dir = dir.to_owned();
