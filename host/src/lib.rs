@@ -43,6 +43,7 @@ pub mod printable;
 mod queue;
 mod registry;
 mod regular_file;
+pub mod routing;
 pub mod settings;
 pub mod state;
 mod watch;

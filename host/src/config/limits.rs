@@ -1,12 +1,15 @@
 //! Limits: the built-in defaults, the range each number may take, the
 //! limits as written (`[defaults]`, `[plugins.<name>]`) and as resolved for
 //! one plugin, and the readers that refuse a value out of range (or an
-//! unknown `on_full` policy) with the value's own line and column.
+//! unknown `on_full` policy, severity or malformed `rate_limit`) with the
+//! value's own line and column.
 
 use std::ops::RangeInclusive;
 use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
+
+use crate::routing::RateLimit;
 
 /// Fuel per event when nothing is configured: about a billion wasm
 /// instructions, a few hundred milliseconds of guest work. Enough for any
@@ -272,6 +275,10 @@ pub struct Limits {
     pub breaker_max_cooldown: Duration,
     /// What a full queue does with one more event.
     pub on_full: OnFull,
+    /// At most so many events per period, past which events wait; `None`:
+    /// no limit. Per plugin only (`[plugins.<name>] rate_limit`): a limit
+    /// is about one destination, so `[defaults]` has none.
+    pub rate_limit: Option<RateLimit>,
 }
 
 impl Default for Limits {
@@ -389,6 +396,7 @@ impl LimitsConfig {
             )
             .max(breaker_cooldown),
             on_full: self.on_full.or(fallback.on_full).unwrap_or_default(),
+            rate_limit: None,
         }
     }
 }
@@ -409,6 +417,8 @@ pub(super) mod ranged {
     use serde::de::{self, Unexpected, Visitor};
 
     use super::*;
+    use crate::bindings::Severity;
+    use crate::routing::{RATE_LIMIT_FORMS, SEVERITIES};
 
     /// One numeric key: its name, allowed range and unit.
     struct Key {
@@ -497,6 +507,99 @@ pub(super) mod ranged {
         breaker_max_cooldown_ms: u64, BREAKER_MAX_COOLDOWN_MS_RANGE, " ms";
     }
 
+    /// `value` quoted back after the key (` = "fifo"`) when short (any
+    /// typo), escaped; nothing when long, so the error stays one short line.
+    fn written(value: &str) -> String {
+        if value.chars().count() <= 32 {
+            format!(" = {value:?}")
+        } else {
+            String::new()
+        }
+    }
+
+    /// Reads `min_severity`: one of the five severity words, in any case.
+    pub(in crate::config) fn min_severity<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Severity>, D::Error> {
+        d.deserialize_any(SeverityVisitor).map(Some)
+    }
+
+    struct SeverityVisitor;
+
+    impl SeverityVisitor {
+        /// `"info", "low", "medium", "high" or "critical"`.
+        fn names() -> String {
+            let quoted: Vec<String> = SEVERITIES.iter().map(|s| format!("\"{s}\"")).collect();
+            let (last, rest) = quoted.split_last().expect("five severities");
+            format!("{} or {last}", rest.join(", "))
+        }
+    }
+
+    impl<'de> Visitor<'de> for SeverityVisitor {
+        type Value = Severity;
+
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            write!(f, "min_severity as one of {}", Self::names())
+        }
+
+        fn visit_str<E: de::Error>(self, value: &str) -> Result<Severity, E> {
+            SEVERITIES
+                .into_iter()
+                .find(|s| s.to_string().eq_ignore_ascii_case(value))
+                .ok_or_else(|| {
+                    E::custom(format_args!(
+                        "min_severity{} is not a severity: {}",
+                        written(value),
+                        Self::names()
+                    ))
+                })
+        }
+    }
+
+    /// Reads `rate_limit`: `N/unit` (see [`RateLimit`]'s `FromStr`).
+    pub(in crate::config) fn rate_limit<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<RateLimit>, D::Error> {
+        d.deserialize_any(RateLimitVisitor).map(Some)
+    }
+
+    struct RateLimitVisitor;
+
+    impl<'de> Visitor<'de> for RateLimitVisitor {
+        type Value = RateLimit;
+
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            write!(f, "rate_limit as a string: {RATE_LIMIT_FORMS}")
+        }
+
+        fn visit_str<E: de::Error>(self, value: &str) -> Result<RateLimit, E> {
+            value.parse().map_err(E::custom)
+        }
+    }
+
+    /// Reads a list of name patterns (`events`, `exclude_events`, `tables`,
+    /// `columns`): strings, none of them empty (an empty pattern matches
+    /// nothing, surely not what was meant).
+    fn patterns<'de, D: Deserializer<'de>>(d: D, key: &str) -> Result<Vec<String>, D::Error> {
+        let list = Vec::<String>::deserialize(d)?;
+        match list.iter().position(|p| p.is_empty()) {
+            Some(i) => Err(de::Error::custom(format_args!(
+                "{key}[{i}] is empty: a pattern names an event type or name, `*` matches any run of characters"
+            ))),
+            None => Ok(list),
+        }
+    }
+
+    macro_rules! pattern_keys {
+        ($($name:ident),*) => {$(
+            pub(in crate::config) fn $name<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+                patterns(d, stringify!($name))
+            }
+        )*};
+    }
+
+    pattern_keys!(events, exclude_events, tables, columns);
+
     /// Reads `on_full`: one of [`OnFull::ALL`] by name.
     pub(super) struct OnFullVisitor;
 
@@ -523,15 +626,9 @@ pub(super) mod ranged {
             if let Some(policy) = OnFull::ALL.into_iter().find(|p| p.as_str() == value) {
                 return Ok(policy);
             }
-            // A short value (any typo) is quoted back, escaped; a long one
-            // is not, so the error stays one short line.
-            let written = if value.chars().count() <= 32 {
-                format!(" = {value:?}")
-            } else {
-                String::new()
-            };
             Err(E::custom(format_args!(
-                "on_full{written} is not a policy: {}",
+                "on_full{} is not a policy: {}",
+                written(value),
                 Self::names()
             )))
         }
@@ -635,6 +732,14 @@ mod tests {
         // A maximum above its start is kept as written.
         let limits = fallback.resolve(&LimitsConfig::default());
         assert_eq!(limits.retry_max, Duration::from_secs(60));
+    }
+
+    #[test]
+    fn no_rate_limit_unless_a_plugin_sets_one() {
+        // Resolving `[defaults]` never gives one: `rate_limit` is per plugin.
+        assert_eq!(Limits::default().rate_limit, None);
+        let limits = LimitsConfig::default().resolve(&LimitsConfig::default());
+        assert_eq!(limits.rate_limit, None);
     }
 
     #[test]

@@ -1,8 +1,11 @@
 //! The TOML configuration file: limits for every plugin, and per plugin an
-//! enabled switch, limit overrides and the settings the plugin reads through
-//! the `config` import.
+//! enabled switch, limit overrides, routing (which events it is given, how
+//! fast) and the settings the plugin reads through the `config` import.
 //!
 //! ```toml
+//! [hooks]
+//! enabled = true        # false turns every plugin off
+//!
 //! [defaults]            # applies to every plugin
 //! timeout_ms = 5000
 //! max_attempts = 8      # deliveries of one event, retries included
@@ -11,6 +14,10 @@
 //! enabled = true
 //! fuel = 50_000_000
 //! on_full = "wait"      # a full queue holds the producer back
+//! events = ["DataDriftDetected", "schema_*"]
+//! min_severity = "high"
+//! tables = ["orders", "analytics.*"]
+//! rate_limit = "20/min"
 //! [plugins.slack.settings]
 //! channel = "#data-alerts"
 //! ```
@@ -22,11 +29,13 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
+use crate::bindings::Severity;
 use crate::capabilities::email::{EmailAccess, MailerSpec};
 use crate::capabilities::http::{HttpAccess, HttpGrant};
 use crate::capabilities::sql::{DatabaseSpec, Databases, SqlAccess};
 use crate::capabilities::Grants;
 use crate::log_limit::LogLimit;
+use crate::routing::{RateLimit, RouteFilter, RouteRules};
 use crate::settings::Settings;
 
 mod limits;
@@ -50,6 +59,12 @@ pub struct Config {
     /// The `[mailers]` sections, resolved and checked.
     #[serde(skip)]
     mailer_specs: BTreeMap<String, MailerSpec>,
+    /// Each plugin's route filter, built from its section.
+    #[serde(skip)]
+    routes: BTreeMap<String, Arc<RouteFilter>>,
+    /// The `[hooks]` section: switches for every plugin at once.
+    #[serde(default)]
+    pub hooks: HooksConfig,
     /// Engine-wide settings.
     #[serde(default)]
     pub engine: EngineConfig,
@@ -79,6 +94,17 @@ impl std::fmt::Debug for Sections {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_set().entries(self.0.keys()).finish()
     }
+}
+
+/// The `[hooks]` section.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct HooksConfig {
+    /// `false` turns every plugin off, whatever its own `enabled` says:
+    /// the Python profilers' `hooks.enabled`, for switching alerts off in a
+    /// test or a backfill without editing each section. `true` or left out:
+    /// each plugin's own `enabled` decides.
+    pub enabled: Option<bool>,
 }
 
 /// The `[engine]` section.
@@ -170,6 +196,34 @@ pub struct PluginConfig {
     pub breaker_max_cooldown_ms: Option<u64>,
     /// What a full queue does with one more event.
     pub on_full: Option<OnFull>,
+    /// Event types the plugin is given, either spelling
+    /// (`DataDriftDetected` or `data_drift_detected`), `*` matching any run
+    /// of characters. Empty (the default): every type.
+    #[serde(default, deserialize_with = "ranged::events")]
+    pub events: Vec<String>,
+    /// Event types the plugin is never given, written like `events`; wins
+    /// over `events`.
+    #[serde(default, deserialize_with = "ranged::exclude_events")]
+    pub exclude_events: Vec<String>,
+    /// Lowest severity the plugin is given (`info` < `low` < `medium` <
+    /// `high` < `critical`). Events without a severity still pass unless
+    /// `require_severity`.
+    #[serde(default, deserialize_with = "ranged::min_severity")]
+    pub min_severity: Option<Severity>,
+    /// `true` skips events that carry no severity (default `false`).
+    pub require_severity: Option<bool>,
+    /// Tables (`metadata.table`) the plugin is given events about, `*`
+    /// globs, any case. An event without a table matches no list. Empty
+    /// (the default): every event.
+    #[serde(default, deserialize_with = "ranged::tables")]
+    pub tables: Vec<String>,
+    /// Columns (`metadata.column`), like `tables`.
+    #[serde(default, deserialize_with = "ranged::columns")]
+    pub columns: Vec<String>,
+    /// At most so many events per second, minute or hour (`"20/min"`);
+    /// past it, events wait. Left out: no limit.
+    #[serde(default, deserialize_with = "ranged::rate_limit")]
+    pub rate_limit: Option<RateLimit>,
     /// Databases (`[databases.<name>]`) the plugin may use.
     #[serde(default)]
     pub databases: Vec<String>,
@@ -218,6 +272,13 @@ impl std::fmt::Debug for PluginConfig {
             .field("breaker_cooldown_ms", &self.breaker_cooldown_ms)
             .field("breaker_max_cooldown_ms", &self.breaker_max_cooldown_ms)
             .field("on_full", &self.on_full)
+            .field("events", &self.events)
+            .field("exclude_events", &self.exclude_events)
+            .field("min_severity", &self.min_severity)
+            .field("require_severity", &self.require_severity)
+            .field("tables", &self.tables)
+            .field("columns", &self.columns)
+            .field("rate_limit", &self.rate_limit)
             .field("databases", &self.databases)
             .field("mailers", &self.mailers)
             .field("settings", &self.settings.keys().collect::<Vec<_>>())
@@ -245,6 +306,37 @@ impl PluginConfig {
             on_full: self.on_full,
         }
     }
+
+    /// The routing keys, for [`RouteFilter::new`].
+    fn route_rules(&self) -> RouteRules {
+        RouteRules {
+            events: self.events.clone(),
+            exclude_events: self.exclude_events.clone(),
+            min_severity: self.min_severity,
+            require_severity: self.require_severity.unwrap_or(false),
+            tables: self.tables.clone(),
+            columns: self.columns.clone(),
+        }
+    }
+
+    /// This section's route filter; sections without routing keys share
+    /// one pass-all filter.
+    fn route_filter(&self) -> Arc<RouteFilter> {
+        let filter = RouteFilter::new(&self.route_rules());
+        if filter.is_pass_all() {
+            pass_all()
+        } else {
+            Arc::new(filter)
+        }
+    }
+}
+
+/// The one pass-all filter, shared by every plugin without routing keys.
+fn pass_all() -> Arc<RouteFilter> {
+    static PASS_ALL: std::sync::OnceLock<Arc<RouteFilter>> = std::sync::OnceLock::new();
+    PASS_ALL
+        .get_or_init(|| Arc::new(RouteFilter::pass_all()))
+        .clone()
 }
 
 /// A configuration file that could not be used.
@@ -352,6 +444,7 @@ impl Config {
                     }
                 })?;
             config.http.insert(plugin.clone(), grant);
+            config.routes.insert(plugin.clone(), section.route_filter());
         }
         let base_dir = path.parent().unwrap_or(Path::new("."));
         let section_error = |section: String, reason: String| ConfigError::Section {
@@ -395,20 +488,52 @@ impl Config {
         Ok(config)
     }
 
-    /// The limits plugin `name` runs under.
+    /// The limits plugin `name` runs under, its `rate_limit` included.
     pub fn limits_for(&self, name: &str) -> Limits {
         match self.plugins.get(name) {
-            Some(plugin) => plugin.limits().resolve(&self.defaults),
+            Some(plugin) => Limits {
+                rate_limit: plugin.rate_limit,
+                ..plugin.limits().resolve(&self.defaults)
+            },
             None => self.defaults.resolve(&LimitsConfig::default()),
         }
     }
 
-    /// Whether plugin `name` should be loaded (it is unless disabled).
+    /// Whether plugin `name` should be loaded: not when `[hooks] enabled =
+    /// false`, otherwise unless its own section disables it.
     pub fn is_enabled(&self, name: &str) -> bool {
-        self.plugins
-            .get(name)
-            .and_then(|plugin| plugin.enabled)
-            .unwrap_or(true)
+        self.hooks_enabled()
+            && self
+                .plugins
+                .get(name)
+                .and_then(|plugin| plugin.enabled)
+                .unwrap_or(true)
+    }
+
+    /// Whether hooks are on at all (`[hooks] enabled`, default `true`).
+    pub fn hooks_enabled(&self) -> bool {
+        self.hooks.enabled.unwrap_or(true)
+    }
+
+    /// Which events plugin `name` is given. Built when the file is read,
+    /// so this is a reference count; a plugin without routing keys (or
+    /// without a section) gets the shared pass-all filter. A `Config` built
+    /// in code gets its filters built from its sections here.
+    pub fn route_filter(&self, name: &str) -> Arc<RouteFilter> {
+        if let Some(filter) = self.routes.get(name) {
+            return filter.clone();
+        }
+        match self.plugins.get(name) {
+            Some(plugin) => plugin.route_filter(),
+            None => pass_all(),
+        }
+    }
+
+    /// Whether plugin `name`'s route filter differs between `self` and
+    /// `other` (its `rate_limit` is part of [`Config::limits_for`], compared
+    /// with the other limits).
+    pub fn routing_differs(&self, other: &Config, name: &str) -> bool {
+        *self.route_filter(name) != *other.route_filter(name)
     }
 
     /// What plugin `name` may reach over HTTP (nothing unless granted).
@@ -602,6 +727,102 @@ mod tests {
             text.starts_with("c.toml:2:1: unknown field `fule`"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn routing_keys_build_a_shared_filter() {
+        let config = Config::parse(
+            "[plugins.a]\nevents = [\"DataDriftDetected\"]\nmin_severity = \"High\"\n\
+             rate_limit = \"20/min\"\n[plugins.b]\nfuel = 5\n",
+            Path::new("c"),
+        )
+        .unwrap();
+        let a = config.route_filter("a");
+        assert!(!a.is_pass_all());
+        assert!(Arc::ptr_eq(&a, &config.route_filter("a")), "built once");
+        assert!(config.route_filter("b").is_pass_all());
+        assert!(config.route_filter("nobody").is_pass_all());
+        assert_eq!(config.plugins["a"].min_severity, Some(Severity::High));
+        let limits = config.limits_for("a");
+        assert_eq!(limits.rate_limit, Some("20/min".parse().unwrap()));
+        assert_eq!(config.limits_for("b").rate_limit, None);
+        assert_eq!(config.limits_for("nobody").rate_limit, None);
+        let debug = format!("{:?}", config.plugins["a"]);
+        assert!(
+            debug.contains("min_severity: Some(Severity::High)"),
+            "{debug}"
+        );
+        assert!(debug.contains("rate_limit: Some(RateLimit"), "{debug}");
+    }
+
+    #[test]
+    fn a_config_built_in_code_gets_its_filter_from_the_section() {
+        let mut config = Config::default();
+        config.plugins.insert(
+            "a".into(),
+            PluginConfig {
+                tables: vec!["orders".into()],
+                ..PluginConfig::default()
+            },
+        );
+        assert!(!config.route_filter("a").is_pass_all());
+    }
+
+    #[test]
+    fn routing_differs_on_any_routing_key_only() {
+        let parse = |text: &str| Config::parse(text, Path::new("c")).unwrap();
+        let base = parse("[plugins.a]\nevents = [\"x\"]\n");
+        assert!(!base.routing_differs(&parse("[plugins.a]\nevents = [\"x\"]\nfuel = 9\n"), "a"));
+        for changed in [
+            "[plugins.a]\nevents = [\"y\"]\n",
+            "[plugins.a]\nevents = [\"x\"]\nexclude_events = [\"z\"]\n",
+            "[plugins.a]\nevents = [\"x\"]\nmin_severity = \"low\"\n",
+            "[plugins.a]\nevents = [\"x\"]\nrequire_severity = true\n",
+            "[plugins.a]\nevents = [\"x\"]\ntables = [\"t\"]\n",
+            "[plugins.a]\nevents = [\"x\"]\ncolumns = [\"c\"]\n",
+            "",
+        ] {
+            assert!(base.routing_differs(&parse(changed), "a"), "{changed}");
+        }
+        // The rate limit is one of the limits.
+        let limited = parse("[plugins.a]\nevents = [\"x\"]\nrate_limit = \"1/s\"\n");
+        assert!(!base.routing_differs(&limited, "a"));
+        assert_ne!(base.limits_for("a"), limited.limits_for("a"));
+        assert!(!base.routing_differs(&base, "other"));
+    }
+
+    #[test]
+    fn routing_keys_are_not_defaults() {
+        for key in [
+            "events = [\"x\"]",
+            "min_severity = \"low\"",
+            "rate_limit = \"1/s\"",
+        ] {
+            let err = Config::parse(&format!("[defaults]\n{key}\n"), Path::new("c.toml"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.starts_with("c.toml:2:1: unknown field"), "{err}");
+        }
+    }
+
+    #[test]
+    fn the_master_switch_turns_every_plugin_off() {
+        let config = Config::parse(
+            "[hooks]\nenabled = false\n[plugins.a]\nenabled = true\n",
+            Path::new("c"),
+        )
+        .unwrap();
+        assert!(!config.hooks_enabled());
+        assert!(!config.is_enabled("a"));
+        assert!(!config.is_enabled("b"));
+        let config = Config::parse(
+            "[hooks]\nenabled = true\n[plugins.a]\nenabled = false\n",
+            Path::new("c"),
+        )
+        .unwrap();
+        assert!(config.hooks_enabled());
+        assert!(!config.is_enabled("a"));
+        assert!(config.is_enabled("b"));
     }
 
     #[test]
