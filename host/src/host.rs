@@ -22,6 +22,7 @@ use crate::plugin::{self, LoadError};
 use crate::printable;
 use crate::queue::QueueError;
 use crate::registry::{PluginSummary, Registry, ReloadStats, Route, Unfinished};
+use crate::routing::Skip;
 use crate::watch::Watcher;
 use crate::worker::{Delivery, Job, Mode};
 
@@ -433,8 +434,26 @@ fn queue_error(route: &Route, error: QueueError, bytes: usize) -> EmitError {
 }
 
 /// The names of the plugins an event goes to, for its log record.
-fn route_names(routes: &[Arc<Route>]) -> Vec<Arc<str>> {
+fn route_names(routes: &[&Arc<Route>]) -> Vec<Arc<str>> {
     routes.iter().map(|route| route.name.clone()).collect()
+}
+
+/// The routes whose filters let `event` through, and the others with why
+/// not. Routing happens before queueing, so a filtered event costs its
+/// plugin nothing.
+fn route<'r>(
+    routes: &'r [Arc<Route>],
+    event: &Event,
+) -> (SmallVec<[&'r Arc<Route>; 8]>, Vec<(&'r Arc<Route>, Skip)>) {
+    let mut targets = SmallVec::new();
+    let mut skipped = Vec::new();
+    for route in routes {
+        match route.filter.check(event) {
+            Ok(()) => targets.push(route),
+            Err(skip) => skipped.push((route, skip)),
+        }
+    }
+    (targets, skipped)
 }
 
 /// Room for an event of `size` in a `wait` plugin's queue, blocking the
@@ -558,14 +577,18 @@ impl Shared {
 pub struct Report {
     /// The event's id.
     pub event_id: String,
-    /// One outcome per plugin, in plugin name order.
+    /// One outcome per plugin the event went to, in plugin name order.
     pub outcomes: Vec<(String, Outcome)>,
+    /// The plugins whose routing kept the event from them, in name order,
+    /// with the rule that did (`events`, `min_severity`, `tables`, ...).
+    pub skipped: Vec<(String, String)>,
 }
 
 /// The outcomes of one event, still arriving. Await [`PendingReport::wait`].
 pub struct PendingReport {
     event_id: String,
     waiting: Vec<(Arc<str>, oneshot::Receiver<Outcome>)>,
+    skipped: Vec<(String, String)>,
 }
 
 impl PendingReport {
@@ -588,6 +611,7 @@ impl PendingReport {
         Report {
             event_id: self.event_id,
             outcomes,
+            skipped: self.skipped,
         }
     }
 }
@@ -648,14 +672,15 @@ impl Host {
     /// [`Host::send`] for many events at once, in order: one write-ahead
     /// log sync for all of them. One result per event.
     pub async fn send_batch(&self, events: Vec<Event>) -> Vec<Result<(), EmitError>> {
-        let routes = self.shared.registry.routes();
+        let all = self.shared.registry.routes();
         let mut results = Vec::with_capacity(events.len());
         let mut admitted = Vec::with_capacity(events.len());
         for event in events {
-            match self.admit(&event, &routes) {
+            match self.admit(&event, &all) {
                 Ok(size) => {
                     results.push(Ok(()));
-                    admitted.push((results.len() - 1, event, size));
+                    let (routes, skipped) = route(&all, &event);
+                    admitted.push((results.len() - 1, event, size, routes, skipped));
                 }
                 Err(err) => results.push(Err(err)),
             }
@@ -664,13 +689,13 @@ impl Host {
             Some(wal) if !admitted.is_empty() => {
                 let records = admitted
                     .iter()
-                    .map(|(_, event, _)| (event.to_json(), route_names(&routes)))
+                    .map(|(_, event, _, routes, _)| (event.to_json(), route_names(routes)))
                     .collect();
                 match wal.append(records).await {
                     Ok(seqs) => seqs.into_iter().map(Some).collect(),
                     Err(err) => {
                         let err = Arc::new(err);
-                        for (index, _, _) in &admitted {
+                        for (index, ..) in &admitted {
                             results[*index] = Err(EmitError::Log(err.clone()));
                         }
                         return results;
@@ -679,7 +704,7 @@ impl Host {
             }
             _ => vec![None; admitted.len()],
         };
-        for ((index, event, size), seq) in admitted.into_iter().zip(seqs) {
+        for ((index, event, size, routes, skipped), seq) in admitted.into_iter().zip(seqs) {
             // Room in every queue first, so that the event goes to every
             // plugin or to none.
             let mut reservations = SmallVec::<[_; 8]>::with_capacity(routes.len());
@@ -700,6 +725,9 @@ impl Host {
                     }
                 }
                 continue;
+            }
+            for (route, _) in skipped {
+                route.filtered.fetch_add(1, Ordering::Relaxed);
             }
             let event = Arc::new(event);
             for (reservation, route) in reservations.into_iter().zip(routes.iter()) {
@@ -729,8 +757,9 @@ impl Host {
     }
 
     fn dispatch(&self, event: Event, with_report: bool) -> Result<PendingReport, EmitError> {
-        let routes = self.shared.registry.routes();
-        let size = self.admit(&event, &routes)?;
+        let all = self.shared.registry.routes();
+        let size = self.admit(&event, &all)?;
+        let (routes, skipped) = route(&all, &event);
         let mut reservations = SmallVec::<[_; 8]>::with_capacity(routes.len());
         for route in routes.iter() {
             let reserved = match route.on_full {
@@ -752,7 +781,16 @@ impl Host {
         let mut report = PendingReport {
             event_id: event.id.clone(),
             waiting: Vec::new(),
+            skipped: Vec::new(),
         };
+        for (route, skip) in skipped {
+            route.filtered.fetch_add(1, Ordering::Relaxed);
+            if with_report {
+                report
+                    .skipped
+                    .push((route.name.to_string(), skip.to_string()));
+            }
+        }
         let event = Arc::new(event);
         for (reservation, route) in reservations.into_iter().zip(routes.iter()) {
             let mut delivery = Delivery::new(event.clone(), seq, size);

@@ -138,6 +138,13 @@ pub struct PluginStats {
     /// Times it closed: a probe succeeded, or a new version or
     /// configuration ended the cool-down.
     pub breaker_closed: u64,
+    /// Events its routing (`events`, `min_severity`, `tables`, ...) kept
+    /// from it: never delivered, never counted as handled or failed.
+    pub filtered: u64,
+    /// Deliveries that waited for its `rate_limit`.
+    pub rate_limited: u64,
+    /// How long they waited, in all.
+    pub rate_waited: Duration,
     /// Instances created (the first, and one after every trap).
     pub instantiations: u64,
     latency: LatencyHistogram,

@@ -450,14 +450,11 @@ fn summary(record: &WorkerRecord) -> PluginSummary {
             .lock()
             .map(|v| v.to_string())
             .unwrap_or_default(),
-        stats: record
-            .stats
-            .lock()
-            .map(|s| PluginStats {
-                filtered: record.filtered.load(Ordering::Relaxed),
-                ..s.clone()
-            })
-            .unwrap_or_default(),
+        stats: {
+            let mut stats = record.stats.lock().map(|s| s.clone()).unwrap_or_default();
+            stats.filtered = record.filtered.load(Ordering::Relaxed);
+            stats
+        },
         http_denied: record.http_denied.load(Ordering::Relaxed),
         output_dropped: record.output_limit.dropped(),
     }

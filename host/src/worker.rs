@@ -33,6 +33,7 @@ use crate::outcome::{Failure, FailureClass, Fate, Outcome, PluginStats};
 use crate::plugin::LoadedPlugin;
 use crate::printable::escape_controls;
 use crate::queue::{PluginQueue, Queued};
+use crate::routing::rate::RateLimiter;
 use crate::state::{
     DeliveryCall, EventEffects, MemoryCapExceeded, PluginState, MAX_HOST_RESOURCES,
 };
@@ -200,6 +201,11 @@ struct Loop {
     breaker: Breaker,
     jitter: Jitter,
     settled: Settled,
+    /// The plugin's `rate_limit`, if it has one.
+    limiter: Option<RateLimiter>,
+    /// Deliveries that waited for the rate limit since it was last free,
+    /// and how long, for one log line when it is free again.
+    rate_episode: Option<(u64, Duration)>,
 }
 
 impl Worker {
@@ -214,6 +220,11 @@ impl Worker {
             breaker: Breaker::new(),
             jitter: Jitter::new(),
             settled: Settled::default(),
+            limiter: self
+                .limits
+                .rate_limit
+                .map(|limit| RateLimiter::new(limit, Instant::now())),
+            rate_episode: None,
         };
         let mut taken = Vec::with_capacity(BATCH);
         loop {
@@ -333,6 +344,11 @@ impl Worker {
                 Job::Reconfigure { limits, grants } => {
                     // A fresh instance picks up the new memory cap and
                     // grants; fuel and timeout apply per call anyway.
+                    if limits.rate_limit != self.limits.rate_limit {
+                        state.limiter = limits
+                            .rate_limit
+                            .map(|limit| RateLimiter::new(limit, Instant::now()));
+                    }
                     (self.limits, self.grants) = (limits, grants);
                     state.live = None;
                     let transition = state.breaker.reset();
@@ -364,9 +380,14 @@ impl Worker {
                     }
                 }
                 delivered += batch.len();
+                let normal = batch.iter().filter(|d| d.mode == Mode::Normal).count();
+                self.pace(state, normal).await;
                 self.deliver_batch_of(state, batch).await;
             } else {
                 delivered += 1;
+                if delivery.mode == Mode::Normal {
+                    self.pace(state, 1).await;
+                }
                 let started = Instant::now();
                 let attempt = delivery.attempts + 1;
                 let (result, hint) = self
@@ -374,6 +395,57 @@ impl Worker {
                     .await;
                 self.settle(state, delivery, result, hint, started.elapsed());
             }
+        }
+    }
+
+    /// Waits until the plugin's rate limit lets `events` more deliveries
+    /// through. After the drain deadline it no longer holds anything back:
+    /// what is queued then is delivered once, at once.
+    async fn pace(&mut self, state: &mut Loop, events: usize) {
+        let Some(limiter) = state.limiter.as_mut() else {
+            return;
+        };
+        let started = Instant::now();
+        let mut waited = false;
+        'events: for _ in 0..events {
+            while let Some(until) = limiter.take(Instant::now()) {
+                let drain = *self.aftercare.drain.borrow();
+                if drain.is_some_and(|deadline| Instant::now() >= deadline) {
+                    break 'events;
+                }
+                if !waited && state.rate_episode.is_none() {
+                    tracing::info!(
+                        plugin = &*self.plugin.name,
+                        "rate limit {} reached: its events wait",
+                        limiter.limit()
+                    );
+                }
+                waited = true;
+                let wake = drain.map_or(until, |deadline| until.min(deadline));
+                tokio::select! {
+                    _ = sleep_until(Some(wake)) => {}
+                    _ = self.aftercare.drain.changed(), if drain.is_none() => {}
+                }
+            }
+        }
+        let plugin = &*self.plugin.name;
+        match (waited, state.rate_episode.take()) {
+            (true, episode) => {
+                let (count, total) = episode.unwrap_or_default();
+                let wait = started.elapsed();
+                state.rate_episode = Some((count + events as u64, total + wait));
+                if let Ok(mut stats) = self.stats.lock() {
+                    stats.rate_limited += events as u64;
+                    stats.rate_waited += wait;
+                }
+            }
+            (false, Some((count, total))) => tracing::info!(
+                plugin,
+                "rate limit {}: {count} deliveries waited {:.1} s in all",
+                limiter.limit(),
+                total.as_secs_f64()
+            ),
+            (false, None) => {}
         }
     }
 

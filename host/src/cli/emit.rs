@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::Context;
 use hookhost::Event;
 
-use super::report::outcome_line;
+use super::report::{outcome_line, skipped_line};
 use super::HostArgs;
 
 /// Sends one event and prints one line per plugin. Fails (exit 1) when any
@@ -28,9 +28,18 @@ pub async fn emit(args: &HostArgs, json: &str) -> anyhow::Result<ExitCode> {
     // as such, not waited for.
     host.shutdown_within(Duration::ZERO).await;
     let mut all_ok = true;
+    let mut lines: Vec<(&str, String)> = report
+        .skipped
+        .iter()
+        .map(|(plugin, why)| (plugin.as_str(), skipped_line(plugin, why)))
+        .collect();
     for (plugin, outcome) in &report.outcomes {
         all_ok &= outcome.result.is_ok();
-        println!("{}", outcome_line(plugin, outcome));
+        lines.push((plugin, outcome_line(plugin, outcome)));
+    }
+    lines.sort_by(|a, b| a.0.cmp(b.0));
+    for (_, line) in lines {
+        println!("{line}");
     }
     Ok(if all_ok {
         ExitCode::SUCCESS

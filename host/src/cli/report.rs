@@ -46,6 +46,15 @@ pub fn outcome_line(plugin: &str, outcome: &Outcome) -> String {
     }
 }
 
+/// One line for a plugin whose routing kept the event from it.
+pub fn skipped_line(plugin: &str, why: &str) -> String {
+    format!(
+        "{}: skipped: {}",
+        escape_controls(plugin),
+        escape_controls(why)
+    )
+}
+
 /// A table of every plugin's counts and latencies.
 pub fn summary_table(summaries: &[PluginSummary]) -> String {
     let names: Vec<_> = summaries.iter().map(|s| escape_controls(&s.name)).collect();
@@ -89,6 +98,19 @@ pub fn summary_table(summaries: &[PluginSummary]) -> String {
             out += &format!(
                 "{name}: circuit breaker opened {} times, closed {} times\n",
                 stats.breaker_opened, stats.breaker_closed
+            );
+        }
+        if stats.filtered > 0 {
+            out += &format!(
+                "{name}: {} events filtered out by its routing\n",
+                stats.filtered
+            );
+        }
+        if stats.rate_limited > 0 {
+            out += &format!(
+                "{name}: {} deliveries waited for its rate_limit, {} in all\n",
+                stats.rate_limited,
+                format_duration(stats.rate_waited)
             );
         }
     }

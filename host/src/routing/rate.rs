@@ -129,7 +129,6 @@ impl FromStr for RateLimit {
 /// `per` in those units and no rounding lets an extra event through.
 #[derive(Debug, Clone)]
 // Wired into the worker by the integrator; until then only tests use it.
-#[cfg_attr(not(test), allow(dead_code))]
 pub(crate) struct RateLimiter {
     limit: RateLimit,
     /// Where the scaled clock starts.
@@ -139,7 +138,6 @@ pub(crate) struct RateLimiter {
     tat: u128,
 }
 
-#[cfg_attr(not(test), allow(dead_code))]
 impl RateLimiter {
     /// A full bucket for `limit` at `now`.
     pub(crate) fn new(limit: RateLimit, now: Instant) -> RateLimiter {
