@@ -5,7 +5,9 @@
 //!    the host (the floor: what dispatch costs without WebAssembly);
 //! 2. five wasm plugins, each reusing its instance (the default);
 //! 3. five wasm plugins with a fresh instance per event;
-//! 4. five wasm batch hooks (`handle-batch`), up to 256 events per call.
+//! 4. five wasm batch hooks (`handle-batch`), up to 256 events per call;
+//! 5. as 2, with routing rules on every plugin (type, severity and table
+//!    patterns) that let every event through: what routing adds.
 //!
 //! `cargo bench --bench dispatch` runs it in full; `cargo test` runs it with
 //! few events to check it still works.
@@ -42,14 +44,17 @@ fn main() {
         );
         let native = native(reused_events).await;
         report("native trait objects", reused_events, native);
-        let reused = wasm(reused_events, "noop", "reuse_instance = true").await;
+        let reused = wasm(reused_events, "noop", "reuse_instance = true", "").await;
         report("wasm, instance reused", reused_events, reused);
-        let fresh = wasm(fresh_events, "noop", "reuse_instance = false").await;
+        let routed = wasm(reused_events, "noop", "reuse_instance = true", ROUTING).await;
+        report("wasm, reused, routed", reused_events, routed);
+        let fresh = wasm(fresh_events, "noop", "reuse_instance = false", "").await;
         report("wasm, fresh instance", fresh_events, fresh);
         let batched = wasm(
             reused_events,
             "noop-batch",
             "batch_size = 256\nbatch_wait_ms = 1",
+            "",
         )
         .await;
         report("wasm, batch hook", reused_events, batched);
@@ -73,6 +78,8 @@ fn main() {
             "ratio wasm batch / native:   {:>8.1}x",
             batched_ns / native_ns
         );
+        let routed_ratio = routed.as_secs_f64() / reused.as_secs_f64();
+        println!("ratio routed / reused:       {routed_ratio:>8.2}x");
         if !full {
             println!("(smoke run with few events; `cargo bench --bench dispatch` measures)");
             return;
@@ -88,6 +95,11 @@ fn main() {
         println!(
             "goal <= 1 us per plugin per event, batch hook: {} ({batched_ns:.0} ns)",
             verdict(batched_ns <= 1_000.0)
+        );
+        println!(
+            "goal routing adds < 10%: {} ({:+.1}%)",
+            verdict(routed_ratio < 1.10),
+            (routed_ratio - 1.0) * 100.0
         );
     });
 }
@@ -118,12 +130,21 @@ fn event(seq: u64) -> Event {
     .expect("valid event")
 }
 
+/// Routing rules that every benchmark event passes: a type pattern, a
+/// severity floor that lets events without one through, a table pattern
+/// (which reads the event's metadata).
+const ROUTING: &str = "events = [\"Profiling*\"]\nmin_severity = \"low\"\ntables = [\"ord*\"]";
+
 /// Time to dispatch `events` events through five copies of the wasm
-/// `fixture`, configured with `defaults`, and finish them all.
-async fn wasm(events: u64, fixture: &str, defaults: &str) -> Duration {
+/// `fixture`, configured with `defaults` and, for each plugin, `routing`,
+/// and finish them all.
+async fn wasm(events: u64, fixture: &str, defaults: &str, routing: &str) -> Duration {
     let path = Path::new(env!("HOOKHOST_GUEST_DIR")).join(format!("fixtures/{fixture}.wasm"));
     let bytes = std::fs::read(&path).expect("the fixture is built");
-    let config = format!("[defaults]\n{defaults}\n");
+    let mut config = format!("[defaults]\n{defaults}\n");
+    for n in 0..PLUGINS {
+        config += &format!("[plugins.noop-{n}]\n{routing}\n");
+    }
     let config = Config::parse(&config, Path::new("bench.toml")).expect("config");
     let mut builder = Host::builder().config(config);
     for n in 0..PLUGINS {
@@ -146,6 +167,7 @@ async fn wasm(events: u64, fixture: &str, defaults: &str) -> Duration {
     let elapsed = started.elapsed();
     for summary in summaries {
         assert_eq!(summary.stats.failed_total(), 0, "{}", summary.name);
+        assert_eq!(summary.stats.filtered, 0, "{}", summary.name);
     }
     elapsed
 }
