@@ -676,10 +676,10 @@ impl Host {
         let mut results = Vec::with_capacity(events.len());
         let mut admitted = Vec::with_capacity(events.len());
         for event in events {
-            match self.admit(&event, &all) {
+            let (routes, skipped) = route(&all, &event);
+            match self.admit(&event, &routes) {
                 Ok(size) => {
                     results.push(Ok(()));
-                    let (routes, skipped) = route(&all, &event);
                     admitted.push((results.len() - 1, event, size, routes, skipped));
                 }
                 Err(err) => results.push(Err(err)),
@@ -739,9 +739,9 @@ impl Host {
         results
     }
 
-    /// The size of `event` as counted against queues, if the host and
-    /// every plugin's queue can ever take an event that large.
-    fn admit(&self, event: &Event, routes: &[Arc<Route>]) -> Result<usize, EmitError> {
+    /// The size of `event` as counted against queues, if the host and the
+    /// queue of every plugin it goes to can ever take an event that large.
+    fn admit(&self, event: &Event, routes: &[&Arc<Route>]) -> Result<usize, EmitError> {
         let bytes = json_size(event);
         if bytes > self.max_event_bytes {
             return Err(EmitError::TooLarge {
@@ -758,8 +758,8 @@ impl Host {
 
     fn dispatch(&self, event: Event, with_report: bool) -> Result<PendingReport, EmitError> {
         let all = self.shared.registry.routes();
-        let size = self.admit(&event, &all)?;
         let (routes, skipped) = route(&all, &event);
+        let size = self.admit(&event, &routes)?;
         let mut reservations = SmallVec::<[_; 8]>::with_capacity(routes.len());
         for route in routes.iter() {
             let reserved = match route.on_full {
