@@ -22,6 +22,7 @@ use crate::plugin::{self, LoadError};
 use crate::printable;
 use crate::queue::QueueError;
 use crate::registry::{PluginSummary, Registry, ReloadStats, Route, Unfinished};
+use crate::routing::filter::MetadataNames;
 use crate::routing::Skip;
 use crate::watch::Watcher;
 use crate::worker::{Delivery, Job, Mode};
@@ -447,8 +448,9 @@ fn route<'r>(
 ) -> (SmallVec<[&'r Arc<Route>; 8]>, Vec<(&'r Arc<Route>, Skip)>) {
     let mut targets = SmallVec::new();
     let mut skipped = Vec::new();
+    let mut names = MetadataNames::default();
     for route in routes {
-        match route.filter.check(event) {
+        match route.filter.check_with(event, &mut names) {
             Ok(()) => targets.push(route),
             Err(skip) => skipped.push((route, skip)),
         }

@@ -119,6 +119,16 @@ impl RouteFilter {
     /// that turns it away, in the order `events`, `exclude_events`,
     /// `min_severity` / `require_severity`, `tables`, `columns`.
     pub fn check(&self, event: &Event) -> Result<(), Skip> {
+        self.check_with(event, &mut MetadataNames::default())
+    }
+
+    /// [`check`](Self::check), reading the event's metadata at most once
+    /// for all the plugins it is checked for: `names` keeps what was read.
+    pub(crate) fn check_with<'e>(
+        &self,
+        event: &'e Event,
+        names: &mut MetadataNames<'e>,
+    ) -> Result<(), Skip> {
         if self.pass_all {
             return Ok(());
         }
@@ -152,16 +162,18 @@ impl RouteFilter {
             None => {}
         }
         if !self.tables.is_empty() || !self.columns.is_empty() {
-            let names = TableAndColumn::read(&event.metadata);
+            let names = names
+                .0
+                .get_or_insert_with(|| TableAndColumn::read(&event.metadata));
             if !self.tables.is_empty() && !self.tables.matches_name(names.table.as_deref()) {
                 return Err(Skip::NotInTables {
-                    table: names.table.map(Cow::into_owned),
+                    table: names.table.as_deref().map(str::to_owned),
                     tables: self.tables.written.clone(),
                 });
             }
             if !self.columns.is_empty() && !self.columns.matches_name(names.column.as_deref()) {
                 return Err(Skip::NotInColumns {
-                    column: names.column.map(Cow::into_owned),
+                    column: names.column.as_deref().map(str::to_owned),
                     columns: self.columns.written.clone(),
                 });
             }
@@ -410,6 +422,10 @@ fn glob_match(pattern: &[u8], text: &[u8]) -> bool {
     }
     pattern[p..].iter().all(|&c| c == b'*')
 }
+
+/// An event's `metadata.table` and `metadata.column`, once read.
+#[derive(Default)]
+pub(crate) struct MetadataNames<'e>(Option<TableAndColumn<'e>>);
 
 /// The two metadata keys the `tables` and `columns` rules read; every other
 /// key is skipped unread, and a value that is not a string counts as
