@@ -124,7 +124,7 @@ impl RouteFilter {
 
     /// [`check`](Self::check), reading the event's metadata at most once
     /// for all the plugins it is checked for: `names` keeps what was read.
-    pub(crate) fn check_with<'e>(
+    pub fn check_with<'e>(
         &self,
         event: &'e Event,
         names: &mut MetadataNames<'e>,
@@ -133,7 +133,9 @@ impl RouteFilter {
             return Ok(());
         }
         if !self.events.is_empty() || !self.exclude_events.is_empty() {
-            let event_type = Fold::EventType.apply(&event.event_type);
+            let event_type = names
+                .event_type
+                .get_or_insert_with(|| Fold::EventType.apply(&event.event_type));
             if !self.events.is_empty() && !self.events.matches(&event_type) {
                 return Err(Skip::NotInEvents {
                     event_type: event.event_type.clone(),
@@ -163,7 +165,7 @@ impl RouteFilter {
         }
         if !self.tables.is_empty() || !self.columns.is_empty() {
             let names = names
-                .0
+                .table_and_column
                 .get_or_insert_with(|| TableAndColumn::read(&event.metadata));
             if !self.tables.is_empty() && !self.tables.matches_name(names.table.as_deref()) {
                 return Err(Skip::NotInTables {
@@ -423,9 +425,14 @@ fn glob_match(pattern: &[u8], text: &[u8]) -> bool {
     pattern[p..].iter().all(|&c| c == b'*')
 }
 
-/// An event's `metadata.table` and `metadata.column`, once read.
+/// What the rules read of one event, kept while it is checked for every
+/// plugin: its type folded for matching, its `metadata.table` and
+/// `metadata.column`.
 #[derive(Default)]
-pub(crate) struct MetadataNames<'e>(Option<TableAndColumn<'e>>);
+pub struct MetadataNames<'e> {
+    event_type: Option<SmallVec<[u8; 64]>>,
+    table_and_column: Option<TableAndColumn<'e>>,
+}
 
 /// The two metadata keys the `tables` and `columns` rules read; every other
 /// key is skipped unread, and a value that is not a string counts as

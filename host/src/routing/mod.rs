@@ -24,5 +24,7 @@
 pub mod filter;
 pub mod rate;
 
-pub use filter::{severity_rank, Patterns, RouteFilter, RouteRules, Skip, SEVERITIES};
+pub use filter::{
+    severity_rank, MetadataNames, Patterns, RouteFilter, RouteRules, Skip, SEVERITIES,
+};
 pub use rate::{RateLimit, RateLimitError, RATE_COUNT_RANGE, RATE_LIMIT_FORMS};
