@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use hookhost::{Event, Host, PluginStats};
@@ -41,34 +40,40 @@ fn retry_me(id: &str) -> Event {
 const TRIPS_AT_ONCE: &str = "max_attempts = 100\nretry_initial_ms = 10\nretry_max_ms = 10\n\
                              breaker_threshold = 1\nbreaker_cooldown_ms = 600_000\n";
 
-/// A host watching `plugins` with `flaky.wasm` as the `returns-error`
-/// fixture and the config file `config`.
-async fn watched_host(plugins: &Path, cache: &Path, config: &Path) -> Host {
-    std::fs::copy(common::fixture("returns-error"), plugins.join("flaky.wasm")).unwrap();
+/// A host watching a folder with `flaky.wasm` as the `returns-error`
+/// fixture and a config file `hookhost.toml` there under which one failure
+/// opens the breaker for ten minutes; the breaker has just opened on an
+/// event `id`. The folder is the second value.
+async fn tripped(id: &str) -> (Host, tempfile::TempDir, tempfile::TempDir) {
+    let (plugins, cache) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let config = plugins.path().join("hookhost.toml");
+    std::fs::write(&config, format!("[plugins.flaky]\n{TRIPS_AT_ONCE}")).unwrap();
+    std::fs::copy(
+        common::fixture("returns-error"),
+        plugins.path().join("flaky.wasm"),
+    )
+    .unwrap();
     let host = Host::builder()
-        .plugins_dir(plugins)
-        .cache_dir(cache)
+        .plugins_dir(plugins.path())
+        .cache_dir(cache.path())
         .watch(true)
-        .config_file(config)
+        .config_file(&config)
         .expect("valid config")
         .build()
         .await
         .expect("host builds");
     assert!(host.load_errors().is_empty(), "{:?}", host.load_errors());
-    host
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_new_version_ends_the_breakers_cooldown_and_gets_the_waiting_events() {
-    let (plugins, cache) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let config = plugins.path().join("hookhost.toml");
-    std::fs::write(&config, format!("[plugins.flaky]\n{TRIPS_AT_ONCE}")).unwrap();
-    let host = watched_host(plugins.path(), cache.path(), &config).await;
-    host.emit(retry_me("first")).unwrap();
+    host.emit(retry_me(id)).unwrap();
     wait_for("the breaker to open", || {
         stats(&host, "flaky").breaker_opened == 1
     })
     .await;
+    (host, plugins, cache)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_version_ends_the_breakers_cooldown_and_gets_the_waiting_events() {
+    let (host, plugins, _cache) = tripped("first").await;
     // Held back by the open breaker, for ten minutes unless something ends it.
     host.emit(retry_me("second")).unwrap();
     std::fs::write(
@@ -88,15 +93,8 @@ async fn a_new_version_ends_the_breakers_cooldown_and_gets_the_waiting_events() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_config_edit_ends_the_breakers_cooldown() {
-    let (plugins, cache) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (host, plugins, _cache) = tripped("only").await;
     let config = plugins.path().join("hookhost.toml");
-    std::fs::write(&config, format!("[plugins.flaky]\n{TRIPS_AT_ONCE}")).unwrap();
-    let host = watched_host(plugins.path(), cache.path(), &config).await;
-    host.emit(retry_me("only")).unwrap();
-    wait_for("the breaker to open", || {
-        stats(&host, "flaky").breaker_opened == 1
-    })
-    .await;
     let failed = stats(&host, "flaky").failed_total();
     std::fs::write(
         &config,
