@@ -166,7 +166,10 @@ pub(crate) enum Exports {
 #[derive(Default)]
 struct Settled {
     outcomes: Vec<Outcome>,
-    dead_letters: Vec<(NewDeadLetter, Option<u64>)>,
+    dead_letters: Vec<NewDeadLetter>,
+    /// The log records of the events in `dead_letters`, completed once the
+    /// dead letters are written.
+    dead_letter_seqs: Vec<u64>,
     completed: Vec<u64>,
     released: usize,
     dropped: u64,
@@ -542,7 +545,8 @@ impl Worker {
                     return;
                 }
                 let entry = self.dead_letter(&delivery, None);
-                settled.dead_letters.push((entry, delivery.seq));
+                settled.dead_letters.push(entry);
+                settled.dead_letter_seqs.extend(delivery.seq);
                 settled.released += delivery.bytes;
                 Fate::DeadLettered
             }
@@ -624,7 +628,8 @@ impl Worker {
             });
         }
         let entry = self.dead_letter(&delivery, Some(("dropped", message)));
-        settled.dead_letters.push((entry, delivery.seq));
+        settled.dead_letters.push(entry);
+        settled.dead_letter_seqs.extend(delivery.seq);
         settled.dropped += 1;
     }
 
@@ -687,7 +692,8 @@ impl Worker {
                 )),
             ),
         };
-        settled.dead_letters.push((entry, delivery.seq));
+        settled.dead_letters.push(entry);
+        settled.dead_letter_seqs.extend(delivery.seq);
         settled.left_to_dead_letters += 1;
     }
 
@@ -696,17 +702,10 @@ impl Worker {
     /// the store has it.
     async fn record(&self, settled: &mut Settled) {
         if !settled.dead_letters.is_empty() {
-            let entries: Vec<NewDeadLetter> = settled
-                .dead_letters
-                .iter()
-                .map(|(entry, _)| entry.clone())
-                .collect();
+            let entries = std::mem::take(&mut settled.dead_letters);
+            let seqs = std::mem::take(&mut settled.dead_letter_seqs);
             match self.aftercare.dead_letters.add(&entries).await {
-                Ok(()) => {
-                    settled
-                        .completed
-                        .extend(settled.dead_letters.iter().filter_map(|(_, seq)| *seq));
-                }
+                Ok(()) => settled.completed.extend(seqs),
                 Err(err) => {
                     let ids: Vec<&str> = entries.iter().map(|e| e.event_id.as_str()).collect();
                     tracing::error!(
@@ -722,7 +721,6 @@ impl Worker {
                     );
                 }
             }
-            settled.dead_letters.clear();
         }
         if let Some(wal) = &self.aftercare.wal {
             if !settled.completed.is_empty() {

@@ -12,7 +12,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand};
-use hookhost::delivery::dead_letters::{default_data_dir, FILE_NAME};
+use hookhost::delivery::{dead_letters_file, default_data_dir};
 use hookhost::delivery::{DeadLetter, DeadLetters, ReplayReport};
 use hookhost::printable::escape_controls;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -89,7 +89,7 @@ impl DataDirArg {
 
     /// The store's file.
     fn store_file(&self) -> anyhow::Result<PathBuf> {
-        Ok(self.dir()?.join(FILE_NAME))
+        Ok(dead_letters_file(&self.dir()?))
     }
 }
 
@@ -314,7 +314,7 @@ async fn replay(
     host: &HostArgs,
     plugin: Option<&str>,
 ) -> anyhow::Result<ExitCode> {
-    let file = data_dir.join(FILE_NAME);
+    let file = dead_letters_file(data_dir);
     match open_existing(&file).await? {
         Some(store) => store.close().await,
         None => {
