@@ -23,6 +23,7 @@ use crate::printable;
 use crate::queue::QueueError;
 use crate::registry::{PluginSummary, Registry, ReloadStats, Route, Unfinished};
 use crate::routing::filter::MetadataNames;
+use crate::routing::store::{RoutingStore, RoutingStoreError};
 use crate::routing::Skip;
 use crate::watch::Watcher;
 use crate::worker::{Delivery, Job, Mode};
@@ -64,6 +65,9 @@ pub enum HostError {
     /// The dead-letter store could not be opened.
     #[error(transparent)]
     DeadLetters(#[from] DeadLetterError),
+    /// The routing store (deduplication state) could not be opened.
+    #[error(transparent)]
+    Routing(#[from] RoutingStoreError),
 }
 
 /// Why an event was not accepted. When `emit` returns an error, no plugin
@@ -269,9 +273,13 @@ impl HostBuilder {
             Some(dir) => DeadLetters::open(&delivery::dead_letters_file(dir)).await?,
             None => DeadLetters::in_memory().await?,
         });
+        let routing_store = match &self.data_dir {
+            Some(dir) => Some(RoutingStore::open(dir).await?),
+            None => None,
+        };
         let shared = Arc::new(Shared {
             runtime,
-            registry: Registry::new(dead_letters, wal),
+            registry: Registry::new(dead_letters, wal, routing_store),
             config: RwLock::new(Arc::new(self.config)),
             config_file: self.config_file,
         });

@@ -93,6 +93,13 @@ pub enum Fate {
     Stopped,
     /// A replay of a dead letter: the store says what happened to it.
     Replayed,
+    /// Not delivered: a repeat of an event of its `dedup_key` delivered
+    /// within the plugin's `dedup_window`. The plugin is done with it.
+    Suppressed,
+    /// Held with its group (`group_by`), to be delivered in the group's
+    /// digest (or batch call) when the group is due; the counts say how
+    /// that went.
+    Grouped,
 }
 
 /// How one plugin dealt with one delivery of an event.
@@ -145,6 +152,15 @@ pub struct PluginStats {
     pub rate_limited: u64,
     /// How long they waited, in all.
     pub rate_waited: Duration,
+    /// Events not delivered as repeats of their `dedup_key` within its
+    /// `dedup_window`: never counted as handled or failed.
+    pub suppressed: u64,
+    /// Groups delivered (`group_by`): digest events, or a batch hook's
+    /// batch calls of one group.
+    pub digests: u64,
+    /// Events delivered in those groups (each also counted as handled,
+    /// failed, ... by how its group's delivery went).
+    pub grouped: u64,
     /// Instances created (the first, and one after every trap).
     pub instantiations: u64,
     latency: LatencyHistogram,
@@ -161,7 +177,8 @@ impl PluginStats {
             Fate::Retrying { .. } => self.retried += 1,
             Fate::DeadLettered => self.dead_lettered += 1,
             // Counted by the worker with the events left at shutdown.
-            Fate::Stopped | Fate::Delivered | Fate::Replayed => {}
+            Fate::Stopped | Fate::Delivered | Fate::Replayed | Fate::Suppressed | Fate::Grouped => {
+            }
         }
         self.latency.record(outcome.latency);
     }
@@ -181,10 +198,10 @@ impl PluginStats {
         self.handled + self.failed_total()
     }
 
-    /// Events the plugin is done with: handled, in the dead letters, or
-    /// left in the write-ahead log at shutdown.
+    /// Events the plugin is done with: handled, in the dead letters, left
+    /// in the write-ahead log at shutdown, or suppressed as repeats.
     pub fn completed(&self) -> u64 {
-        self.handled + self.dead_lettered + self.left_in_log
+        self.handled + self.dead_lettered + self.left_in_log + self.suppressed
     }
 
     /// Mean latency per event.

@@ -19,6 +19,7 @@ use crate::log_limit::LogLimit;
 use crate::outcome::PluginStats;
 use crate::plugin::LoadedPlugin;
 use crate::queue::PluginQueue;
+use crate::routing::store::RoutingStore;
 use crate::routing::RouteFilter;
 use crate::worker::{Aftercare, Job, Worker};
 
@@ -132,13 +133,20 @@ pub(crate) struct Registry {
     pub(crate) dead_letters: Arc<DeadLetters>,
     /// The write-ahead log, when the host has a data directory.
     pub(crate) wal: Option<Wal>,
+    /// Deduplication state, when the host has a data directory.
+    routing_store: Option<RoutingStore>,
     /// The drain deadline, set when the host begins to stop.
     drain: Arc<watch::Sender<Option<Instant>>>,
 }
 
 impl Registry {
-    /// An empty registry whose workers write to `dead_letters` and `wal`.
-    pub(crate) fn new(dead_letters: Arc<DeadLetters>, wal: Option<Wal>) -> Registry {
+    /// An empty registry whose workers write to `dead_letters`, `wal` and
+    /// `routing_store`.
+    pub(crate) fn new(
+        dead_letters: Arc<DeadLetters>,
+        wal: Option<Wal>,
+        routing_store: Option<RoutingStore>,
+    ) -> Registry {
         Registry {
             routes: RwLock::default(),
             workers: Mutex::default(),
@@ -151,6 +159,7 @@ impl Registry {
             databases: Arc::default(),
             dead_letters,
             wal,
+            routing_store,
             drain: Arc::new(watch::channel(None).0),
         }
     }
@@ -214,6 +223,7 @@ impl Registry {
                 output_limit.clone(),
             ),
             limits,
+            hygiene: config.hygiene_for(&plugin.name),
             stats: stats.clone(),
             version: version.clone(),
             path: path.clone(),
@@ -225,6 +235,7 @@ impl Registry {
                 wal: self.wal.clone(),
                 drain: self.drain.subscribe(),
                 _drain_sender: self.drain.clone(),
+                routing_store: self.routing_store.clone(),
             },
         };
         let record = WorkerRecord {
@@ -318,8 +329,9 @@ impl Registry {
         counter.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Gives plugin `route` the limits and settings of `config` from its
-    /// next queued event on. The queue keeps the capacity it was made with.
+    /// Gives plugin `route` the limits, settings and alert hygiene of
+    /// `config` from its next queued event on. The queue keeps the capacity
+    /// it was made with.
     pub(crate) async fn reconfigure(&self, route: &Route, config: &Config) {
         let job = Job::Reconfigure {
             limits: config.limits_for(&route.name),
@@ -329,6 +341,7 @@ impl Registry {
                 &self.databases,
                 route.output_limit.clone(),
             ),
+            hygiene: config.hygiene_for(&route.name),
         };
         let _ = route.queue.push_unbounded(job);
     }
@@ -430,6 +443,9 @@ impl Registry {
         }
         summaries.sort_by(|a, b| a.name.cmp(&b.name));
         self.databases.close().await;
+        if let Some(store) = &self.routing_store {
+            store.close().await;
+        }
         if let Some(wal) = self.wal.clone() {
             // Writes and syncs the last completions: blocking file work.
             match tokio::task::spawn_blocking(move || wal.flush()).await {

@@ -75,7 +75,7 @@ pub(crate) struct EventEffects {
 
 /// The `delivery` import's view of one call: set by the worker before the
 /// call, read back after it.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub(crate) struct DeliveryCall {
     /// Which delivery of the event this is (1 = first; for a batch, the
     /// highest of its events). 0 reads as 1.
@@ -83,6 +83,9 @@ pub(crate) struct DeliveryCall {
     /// The wait the hook asked for before the next delivery, the last
     /// `retry-after` of the call; `None` when it asked for none.
     pub(crate) retry_after: Option<std::time::Duration>,
+    /// The events of the call that repeats were suppressed before, with
+    /// their counts (`delivery.suppressed`); usually none.
+    pub(crate) suppressed: Vec<(String, u32)>,
 }
 
 impl PluginState {

@@ -281,7 +281,10 @@ async fn reload_config(shared: &Shared, dir: &Path) {
             registry.remove(name);
             continue;
         }
-        if config.limits_for(name) != old.limits_for(name) || config.grants_differ(&old, name) {
+        if config.limits_for(name) != old.limits_for(name)
+            || config.grants_differ(&old, name)
+            || config.hygiene_for(name) != old.hygiene_for(name)
+        {
             registry.reconfigure(route, &config).await;
         }
         if config.routing_differs(&old, name) {

@@ -9,6 +9,11 @@
 //! error, the store is dropped and the next event gets a fresh instance.
 //! Retries wait here too, beside the queue rather than in it, so they never
 //! hold back later events and a new version of the plugin receives them.
+//!
+//! The plugin's alert hygiene is applied here, as events come off the
+//! queue (see `crate::routing`): a repeat of a `dedup_key` is suppressed,
+//! an event of a `group_by` group waits with its group, and a group that
+//! is due is delivered as one digest (one batch call for a batch hook).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::future::{poll_fn, Future};
@@ -33,7 +38,12 @@ use crate::outcome::{Failure, FailureClass, Fate, Outcome, PluginStats};
 use crate::plugin::LoadedPlugin;
 use crate::printable::escape_controls;
 use crate::queue::{PluginQueue, Queued};
+use crate::routing::dedup::{DedupState, Verdict};
+use crate::routing::digest::digest;
+use crate::routing::group::Groups;
 use crate::routing::rate::RateLimiter;
+use crate::routing::store::RoutingStore;
+use crate::routing::{DedupRule, GroupRule, Hygiene};
 use crate::state::{
     DeliveryCall, EventEffects, MemoryCapExceeded, PluginState, MAX_HOST_RESOURCES,
 };
@@ -62,8 +72,12 @@ pub(crate) enum Job {
     Dropped(Delivery),
     /// A new version of the plugin, for every later event.
     Swap(Box<LoadedPlugin>),
-    /// New limits and grants, for every later event.
-    Reconfigure { limits: Limits, grants: Grants },
+    /// New limits, grants and alert hygiene, for every later event.
+    Reconfigure {
+        limits: Limits,
+        grants: Grants,
+        hygiene: Arc<Hygiene>,
+    },
 }
 
 impl Queued for Job {
@@ -111,6 +125,13 @@ pub(crate) struct Delivery {
     /// The last failure and when the first happened, once one has.
     pub(crate) failed: Option<(Failure, SystemTime)>,
     pub(crate) mode: Mode,
+    /// Repeats of its `dedup_key` suppressed before it, told to the hook
+    /// through `delivery.suppressed` (for a digest, its events' sum).
+    pub(crate) suppressed: u32,
+    /// For the digest of a group (`group_by`): the deliveries of the
+    /// group's events, whose log records, bytes and waiters it settles.
+    /// Empty for any other delivery.
+    pub(crate) members: Vec<Delivery>,
 }
 
 impl Delivery {
@@ -124,7 +145,35 @@ impl Delivery {
             bytes,
             failed: None,
             mode: Mode::Normal,
+            suppressed: 0,
+            members: Vec::new(),
         }
+    }
+
+    /// The deliveries this one settles: a digest's events, or itself.
+    fn parts(&mut self) -> &mut [Delivery] {
+        if self.members.is_empty() {
+            std::slice::from_mut(self)
+        } else {
+            &mut self.members
+        }
+    }
+
+    /// A digest's events, or the delivery itself, with the digest's
+    /// attempts and last failure.
+    fn into_parts(self) -> Vec<Delivery> {
+        if self.members.is_empty() {
+            return vec![self];
+        }
+        let (attempts, failed) = (self.attempts, self.failed);
+        self.members
+            .into_iter()
+            .map(|member| Delivery {
+                attempts,
+                failed: failed.clone(),
+                ..member
+            })
+            .collect()
     }
 }
 
@@ -140,6 +189,9 @@ pub(crate) struct Aftercare {
     pub(crate) drain: watch::Receiver<Option<Instant>>,
     /// The sender of `drain`, kept alive for as long as any worker runs.
     pub(crate) _drain_sender: Arc<watch::Sender<Option<Instant>>>,
+    /// Where deduplication state is kept, when the host has a data
+    /// directory.
+    pub(crate) routing_store: Option<RoutingStore>,
 }
 
 /// The wall-clock deadline of a call passed while the guest was running.
@@ -175,6 +227,11 @@ struct Settled {
     dropped: u64,
     left_in_log: u64,
     left_to_dead_letters: u64,
+    /// Events suppressed as repeats.
+    suppressed: u64,
+    /// Groups delivered (digests or batch calls), and their events.
+    digests: u64,
+    grouped: u64,
 }
 
 /// Everything a worker needs; consumed by [`Worker::run`].
@@ -182,6 +239,7 @@ pub(crate) struct Worker {
     pub(crate) plugin: LoadedPlugin,
     pub(crate) limits: Limits,
     pub(crate) grants: Grants,
+    pub(crate) hygiene: Arc<Hygiene>,
     pub(crate) stats: Arc<Mutex<PluginStats>>,
     /// The live version and file, published for reports.
     pub(crate) version: Arc<Mutex<Arc<str>>>,
@@ -209,6 +267,12 @@ struct Loop {
     /// Deliveries that waited for the rate limit since it was last free,
     /// and how long, for one log line when it is free again.
     rate_episode: Option<(u64, Duration)>,
+    /// The alert hygiene in force for the events taken off the queue.
+    hygiene: Arc<Hygiene>,
+    /// The plugin's `dedup_key`s.
+    dedup: DedupState,
+    /// Events waiting with their group.
+    groups: Groups<Delivery>,
 }
 
 impl Worker {
@@ -228,11 +292,18 @@ impl Worker {
                 .rate_limit
                 .map(|limit| RateLimiter::new(limit, Instant::now())),
             rate_episode: None,
+            hygiene: self.hygiene.clone(),
+            dedup: self.load_dedup().await,
+            groups: Groups::default(),
         };
         let mut taken = Vec::with_capacity(BATCH);
         loop {
             let now = Instant::now();
             let drain = *self.aftercare.drain.borrow();
+            // Groups due, or every group once the host stops or the plugin
+            // is unloaded: an open group is never left behind.
+            let closing = drain.is_some() || self.queue.is_closed();
+            self.flush_groups(&mut state, now, closing);
             if drain.is_some_and(|deadline| now >= deadline) {
                 // No retry after the drain deadline.
                 let everything = state.breaker.is_tripped();
@@ -248,16 +319,20 @@ impl Worker {
             // where its capacity still applies.
             if state.ready.len() < BATCH && !state.breaker.is_tripped() {
                 self.queue.take(&mut taken, BATCH - state.ready.len());
-                state.ready.extend(taken.drain(..));
+                self.admit(&mut state, &mut taken);
             }
             let queued = self.queue.len() > 0 || self.queue.has_control();
             if state.ready.is_empty() && !(queued && state.breaker.is_tripped()) {
                 // Nothing to deliver now: everything queued was taken.
                 let finished = self.queue.is_finished();
-                if finished && state.retries.is_empty() {
+                if finished && state.retries.is_empty() && state.groups.held() == 0 {
                     break;
                 }
                 let next_retry = state.retries.first_key_value().map(|(key, _)| key.0);
+                let next_retry = match (next_retry, state.groups.next_due()) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
                 let drain = drain.filter(|deadline| *deadline > now);
                 self.idle(next_retry, finished, drain).await;
                 continue;
@@ -270,7 +345,7 @@ impl Worker {
                         // A new version or configuration ends the cool-down
                         // and gets the events the breaker held back.
                         while self.queue.take(&mut taken, BATCH) > 0 {
-                            state.ready.extend(taken.drain(..));
+                            self.admit(&mut state, &mut taken);
                         }
                         let (mut first, rest): (VecDeque<Job>, VecDeque<Job>) =
                             state.ready.drain(..).partition(Queued::interrupts);
@@ -285,15 +360,179 @@ impl Worker {
                 Permit::Probe => {
                     if state.ready.is_empty() {
                         self.queue.take(&mut taken, 1);
-                        state.ready.extend(taken.drain(..));
+                        self.admit(&mut state, &mut taken);
                     }
                     self.step(&mut state, 1).await;
                 }
                 Permit::Deliver => self.step(&mut state, usize::MAX).await,
             }
-            self.record(&mut state.settled).await;
+            self.record(&mut state.settled, &mut state.dedup).await;
         }
-        self.record(&mut state.settled).await;
+        self.record(&mut state.settled, &mut state.dedup).await;
+    }
+
+    /// The plugin's deduplication state as the routing store kept it (none
+    /// without a data directory, or if it cannot be read).
+    async fn load_dedup(&self) -> DedupState {
+        let Some(store) = &self.aftercare.routing_store else {
+            return DedupState::default();
+        };
+        match store.load(&self.plugin.name).await {
+            Ok(entries) => DedupState::with_entries(entries),
+            Err(err) => {
+                tracing::error!(
+                    plugin = &*self.plugin.name,
+                    "{err}; its repeats are counted from scratch"
+                );
+                DedupState::default()
+            }
+        }
+    }
+
+    /// Moves jobs taken off the queue to `ready`, applying the alert
+    /// hygiene to first deliveries: a repeat is suppressed, an event of a
+    /// group joins it. A new configuration's hygiene applies from its place
+    /// in the queue on; groups of a `group_by` it changes are delivered
+    /// first.
+    fn admit(&self, state: &mut Loop, taken: &mut Vec<Job>) {
+        let now = Instant::now();
+        let mut hygiene = state.hygiene.clone();
+        for job in taken.drain(..) {
+            match job {
+                Job::Event(delivery)
+                    if delivery.mode == Mode::Normal
+                        && delivery.attempts == 0
+                        && delivery.members.is_empty() =>
+                {
+                    let delivery = match &hygiene.dedup {
+                        Some(rule) => self.deduplicate(state, rule, delivery),
+                        None => Some(delivery),
+                    };
+                    match (delivery, &hygiene.group) {
+                        (Some(mut delivery), Some(rule)) => {
+                            self.answer_at_once(delivery.reply.take(), Fate::Grouped);
+                            let key = rule.key(&delivery.event);
+                            state.groups.add(rule, key, delivery, now);
+                        }
+                        (Some(delivery), None) => state.ready.push_back(Job::Event(delivery)),
+                        (None, _) => {}
+                    }
+                }
+                Job::Reconfigure {
+                    limits,
+                    grants,
+                    hygiene: new,
+                } => {
+                    let old = state.hygiene.group.clone();
+                    if let Some(old) = old.filter(|old| new.group.as_ref() != Some(old)) {
+                        for (values, members) in state.groups.take_all() {
+                            let digest = self.digest_of(&old, values, members, state);
+                            state.ready.push_back(Job::Event(digest));
+                        }
+                    }
+                    state.hygiene = new.clone();
+                    hygiene = new.clone();
+                    state.ready.push_back(Job::Reconfigure {
+                        limits,
+                        grants,
+                        hygiene: new,
+                    });
+                }
+                job => state.ready.push_back(job),
+            }
+        }
+    }
+
+    /// `delivery` with the count of repeats before it, or `None` when it is
+    /// a repeat itself: then it is done (completed in the log, counted as
+    /// suppressed, its waiter told).
+    fn deduplicate(
+        &self,
+        state: &mut Loop,
+        rule: &DedupRule,
+        mut delivery: Delivery,
+    ) -> Option<Delivery> {
+        let key = match rule.key(&delivery.event) {
+            Ok(key) => key,
+            Err(err) => {
+                if let Admit::Log { .. } = self.log_limit.admit(Instant::now()) {
+                    tracing::warn!(
+                        plugin = &*self.plugin.name,
+                        event = %escape_controls(&delivery.event.id),
+                        "{err}; the event is delivered without deduplication"
+                    );
+                }
+                return Some(delivery);
+            }
+        };
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        match state.dedup.check(rule, key, &delivery.event, now_ms) {
+            Verdict::Deliver { suppressed } => {
+                delivery.suppressed = suppressed;
+                Some(delivery)
+            }
+            Verdict::Suppress => {
+                let settled = &mut state.settled;
+                settled.completed.extend(delivery.seq);
+                settled.released += delivery.bytes;
+                settled.suppressed += 1;
+                self.answer_at_once(delivery.reply.take(), Fate::Suppressed);
+                None
+            }
+        }
+    }
+
+    /// Tells whoever waits for an event's outcome that it will not be
+    /// delivered on its own.
+    fn answer_at_once(&self, reply: Option<oneshot::Sender<Outcome>>, fate: Fate) {
+        if let Some(reply) = reply {
+            let _ = reply.send(Outcome {
+                result: Ok(()),
+                fate,
+                version: self.plugin.hash.clone(),
+                latency: Duration::ZERO,
+            });
+        }
+    }
+
+    /// Moves the groups due at `now` (all of them with `all`) to `ready`,
+    /// each as one digest delivery.
+    fn flush_groups(&self, state: &mut Loop, now: Instant, all: bool) {
+        let hygiene = state.hygiene.clone();
+        let Some(rule) = &hygiene.group else {
+            return;
+        };
+        if state.groups.next_due().is_none_or(|due| due > now && !all) {
+            return;
+        }
+        for (values, members) in state.groups.take_due(rule, now, all) {
+            let digest = self.digest_of(rule, values, members, state);
+            state.ready.push_back(Job::Event(digest));
+        }
+    }
+
+    /// The delivery of one group: its digest event, settling its events.
+    /// A batch hook is given the events themselves instead (see `step`).
+    fn digest_of(
+        &self,
+        rule: &GroupRule,
+        values: Vec<String>,
+        members: Vec<Delivery>,
+        state: &mut Loop,
+    ) -> Delivery {
+        let group: Vec<(String, String)> = rule.paths().iter().cloned().zip(values).collect();
+        let events: Vec<&Event> = members.iter().map(|m| &*m.event).collect();
+        let suppressed = members
+            .iter()
+            .fold(0u32, |sum, m| sum.saturating_add(m.suppressed));
+        let event = digest(&group, &events, suppressed, chrono::Utc::now());
+        state.settled.digests += 1;
+        state.settled.grouped += members.len() as u64;
+        Delivery {
+            suppressed,
+            members,
+            ..Delivery::new(Arc::new(event), None, 0)
+        }
     }
 
     /// Waits for work: a queued job (unless the queue is `finished`), the
@@ -344,7 +583,7 @@ impl Worker {
                     self.log_transition(transition);
                     continue;
                 }
-                Job::Reconfigure { limits, grants } => {
+                Job::Reconfigure { limits, grants, .. } => {
                     // A fresh instance picks up the new memory cap and
                     // grants; fuel and timeout apply per call anyway.
                     if limits.rate_limit != self.limits.rate_limit {
@@ -366,7 +605,18 @@ impl Worker {
                 state.ready.push_front(Job::Event(delivery));
                 return;
             }
-            if self.plugin.pre.is_batch() {
+            if self.plugin.pre.is_batch() && !delivery.members.is_empty() {
+                // A group: its events, in batch calls of their own, each
+                // call one delivery for the rate limit.
+                delivered += 1;
+                let mut members = delivery.members;
+                while !members.is_empty() {
+                    let rest = members.split_off(members.len().min(self.limits.batch_size));
+                    self.pace(state, 1).await;
+                    self.deliver_batch_of(state, members).await;
+                    members = rest;
+                }
+            } else if self.plugin.pre.is_batch() {
                 let room = self.limits.batch_size.min(max_events - delivered);
                 let mut batch = vec![delivery];
                 if room > 1 && max_events == usize::MAX {
@@ -374,7 +624,7 @@ impl Worker {
                 }
                 while batch.len() < room {
                     match state.ready.pop_front() {
-                        Some(Job::Event(next)) => batch.push(next),
+                        Some(Job::Event(next)) if next.members.is_empty() => batch.push(next),
                         Some(other) => {
                             state.ready.push_front(other);
                             break;
@@ -393,8 +643,15 @@ impl Worker {
                 }
                 let started = Instant::now();
                 let attempt = delivery.attempts + 1;
+                let suppressed = told(&delivery).into_iter().collect();
                 let (result, hint) = self
-                    .deliver(&mut state.live, &delivery.event, attempt, started)
+                    .deliver(
+                        &mut state.live,
+                        &delivery.event,
+                        attempt,
+                        suppressed,
+                        started,
+                    )
                     .await;
                 self.settle(state, delivery, result, hint, started.elapsed());
             }
@@ -463,7 +720,7 @@ impl Worker {
                 return;
             }
             if self.queue.take(&mut taken, room - ready) > 0 {
-                state.ready.extend(taken.drain(..));
+                self.admit(state, &mut taken);
                 continue;
             }
             if self.queue.is_closed() || Instant::now() >= until {
@@ -482,8 +739,9 @@ impl Worker {
         let started = Instant::now();
         let events: Vec<Event> = batch.iter().map(|d| (*d.event).clone()).collect();
         let attempt = batch.iter().map(|d| d.attempts + 1).max().unwrap_or(1);
+        let suppressed = batch.iter().flat_map(told).collect();
         let (results, hint) = self
-            .deliver_batch(&mut state.live, &events, attempt, started)
+            .deliver_batch(&mut state.live, &events, attempt, suppressed, started)
             .await;
         let latency = started.elapsed();
         for (delivery, result) in batch.into_iter().zip(results) {
@@ -491,7 +749,8 @@ impl Worker {
         }
     }
 
-    /// Applies the delivery policy to one delivery's result.
+    /// Applies the delivery policy to one delivery's result. A digest's
+    /// result is each of its events' result.
     fn settle(
         &self,
         state: &mut Loop,
@@ -502,14 +761,21 @@ impl Worker {
     ) {
         delivery.attempts += 1;
         let result = result.map_err(|failure| self.report_failure(&delivery.event.id, failure));
+        let replies: Vec<_> = delivery
+            .parts()
+            .iter_mut()
+            .map(|part| part.reply.take())
+            .collect();
         let settled = &mut state.settled;
         let fate = match (&result, delivery.mode) {
             (_, Mode::Replay) => Fate::Replayed,
             (Ok(()), Mode::Normal) => {
                 let transition = state.breaker.success();
                 self.log_transition(transition);
-                settled.completed.extend(delivery.seq);
-                settled.released += delivery.bytes;
+                for part in delivery.parts() {
+                    settled.completed.extend(part.seq);
+                    settled.released += part.bytes;
+                }
                 Fate::Delivered
             }
             (Err(failure), Mode::Normal) => {
@@ -525,36 +791,42 @@ impl Worker {
                 delivery.failed = Some((failure.clone(), first));
                 if failure.retryable && delivery.attempts < self.limits.max_attempts {
                     let drained = self.aftercare.drain.borrow().is_some_and(|d| now >= d);
-                    if drained {
-                        let reply = delivery.reply.take();
+                    let fate = if drained {
                         self.leave(delivery, settled);
-                        self.finish(reply, result, Fate::Stopped, latency, settled);
-                        return;
+                        Fate::Stopped
+                    } else {
+                        let after =
+                            retry_delay(&self.limits, delivery.attempts, hint, state.jitter.unit());
+                        if let Some(wal) = &self.aftercare.wal {
+                            let attempts = delivery.attempts;
+                            for seq in delivery.parts().iter().filter_map(|part| part.seq) {
+                                wal.attempted(&self.plugin.name, seq, attempts);
+                            }
+                        }
+                        state.retry_counter += 1;
+                        state
+                            .retries
+                            .insert((now + after, state.retry_counter), delivery);
+                        Fate::Retrying { after }
+                    };
+                    for reply in replies {
+                        self.finish(reply, result.clone(), fate, latency, settled);
                     }
-                    let after =
-                        retry_delay(&self.limits, delivery.attempts, hint, state.jitter.unit());
-                    if let (Some(wal), Some(seq)) = (&self.aftercare.wal, delivery.seq) {
-                        wal.attempted(&self.plugin.name, seq, delivery.attempts);
-                    }
-                    let reply = delivery.reply.take();
-                    state.retry_counter += 1;
-                    state
-                        .retries
-                        .insert((now + after, state.retry_counter), delivery);
-                    self.finish(reply, result, Fate::Retrying { after }, latency, settled);
                     return;
                 }
-                let entry = self.dead_letter(&delivery, None);
-                settled.dead_letters.push(entry);
-                settled.dead_letter_seqs.extend(delivery.seq);
-                settled.released += delivery.bytes;
+                for part in delivery.into_parts() {
+                    let entry = self.dead_letter(&part, None);
+                    settled.dead_letters.push(entry);
+                    settled.dead_letter_seqs.extend(part.seq);
+                    settled.released += part.bytes;
+                }
                 Fate::DeadLettered
             }
         };
-        let reply = delivery.reply.take();
-        self.finish(reply, result, fate, latency, settled);
+        for reply in replies {
+            self.finish(reply, result.clone(), fate, latency, settled);
+        }
     }
-
     /// Sends the outcome to whoever asked and keeps it for the counts.
     fn finish(
         &self,
@@ -669,8 +941,15 @@ impl Worker {
     }
 
     /// Leaves one pending delivery at shutdown: in the write-ahead log for
-    /// the next start, or, without one, in the dead letters.
+    /// the next start, or, without one, in the dead letters. A digest
+    /// leaves each of its events.
     fn leave(&self, delivery: Delivery, settled: &mut Settled) {
+        if !delivery.members.is_empty() {
+            for part in delivery.into_parts() {
+                self.leave(part, settled);
+            }
+            return;
+        }
         settled.released += delivery.bytes;
         if self.aftercare.wal.is_some() && delivery.seq.is_some() {
             settled.left_in_log += 1;
@@ -700,7 +979,17 @@ impl Worker {
     /// Writes what the last deliveries settled: dead letters first, then
     /// completions in the log, then the counts, so that a count read says
     /// the store has it.
-    async fn record(&self, settled: &mut Settled) {
+    async fn record(&self, settled: &mut Settled, dedup: &mut DedupState) {
+        if let (Some(store), true) = (&self.aftercare.routing_store, dedup.has_changes()) {
+            // Before the completions: a repeat is counted before its record
+            // in the log is done with.
+            if let Err(err) = store.save(&self.plugin.name, &dedup.take_changes()).await {
+                tracing::error!(
+                    plugin = &*self.plugin.name,
+                    "{err}; the last deduplication counts are kept in memory only"
+                );
+            }
+        }
         if !settled.dead_letters.is_empty() {
             let entries = std::mem::take(&mut settled.dead_letters);
             let seqs = std::mem::take(&mut settled.dead_letter_seqs);
@@ -743,13 +1032,19 @@ impl Worker {
             stats.dropped += settled.dropped;
             stats.left_in_log += settled.left_in_log;
             stats.left_to_dead_letters += settled.left_to_dead_letters;
+            stats.suppressed += settled.suppressed;
+            stats.digests += settled.digests;
+            stats.grouped += settled.grouped;
         }
         settled.outcomes.clear();
         (
             settled.dropped,
             settled.left_in_log,
             settled.left_to_dead_letters,
-        ) = (0, 0, 0);
+            settled.suppressed,
+            settled.digests,
+            settled.grouped,
+        ) = (0, 0, 0, 0, 0, 0);
     }
 
     /// Logs a breaker transition once and counts it.
@@ -842,6 +1137,7 @@ impl Worker {
         live: &mut Option<Live>,
         event: &Event,
         attempt: u32,
+        suppressed: Vec<(String, u32)>,
         started: Instant,
     ) -> (Result<(), Failure>, Option<Duration>) {
         let deadline = started + self.limits.timeout;
@@ -852,7 +1148,9 @@ impl Worker {
                 Err(failure) => return (Err(failure), None),
             },
         };
-        let result = self.call(instance, event, attempt, deadline).await;
+        let result = self
+            .call(instance, event, attempt, suppressed, deadline)
+            .await;
         // A wait asked for counts only with an error the hook returned.
         let hint = match &result {
             Err(failure) if failure.class == FailureClass::Returned => {
@@ -874,6 +1172,7 @@ impl Worker {
         live: &mut Option<Live>,
         events: &[Event],
         attempt: u32,
+        suppressed: Vec<(String, u32)>,
         started: Instant,
     ) -> (Vec<Result<(), Failure>>, Option<Duration>) {
         let deadline = started + self.limits.timeout;
@@ -884,7 +1183,9 @@ impl Worker {
                 Err(failure) => return (vec![Err(failure); events.len()], None),
             },
         };
-        let results = self.call_batch(instance, events, attempt, deadline).await;
+        let results = self
+            .call_batch(instance, events, attempt, suppressed, deadline)
+            .await;
         // A wait asked for counts only when the call returned its results.
         let hint = match &results {
             Ok(_) => instance.store.data().delivery.retry_after,
@@ -904,6 +1205,7 @@ impl Worker {
         live: &mut Live,
         event: &Event,
         attempt: u32,
+        suppressed: Vec<(String, u32)>,
         deadline: Instant,
     ) -> Result<(), Failure> {
         let Exports::Single(hook) = &live.exports else {
@@ -913,6 +1215,7 @@ impl Worker {
         live.store.data_mut().delivery = DeliveryCall {
             attempt,
             retry_after: None,
+            suppressed,
         };
         let call = hook
             .hookhost_hooks_handler()
@@ -930,6 +1233,7 @@ impl Worker {
         live: &mut Live,
         events: &[Event],
         attempt: u32,
+        suppressed: Vec<(String, u32)>,
         deadline: Instant,
     ) -> Result<Vec<Result<(), Failure>>, Failure> {
         let Exports::Batch(hook) = &live.exports else {
@@ -939,6 +1243,7 @@ impl Worker {
         live.store.data_mut().delivery = DeliveryCall {
             attempt,
             retry_after: None,
+            suppressed,
         };
         let call = hook
             .hookhost_hooks_batch_handler()
@@ -977,6 +1282,12 @@ impl Worker {
                 },
             })
     }
+}
+
+/// What `delivery.suppressed` tells the hook about `delivery`: its id and
+/// count, when the count is not 0.
+fn told(delivery: &Delivery) -> Option<(String, u32)> {
+    (delivery.suppressed > 0).then(|| (delivery.event.id.clone(), delivery.suppressed))
 }
 
 /// Sleeps until `until`, or forever without one.

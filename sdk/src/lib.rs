@@ -4,8 +4,9 @@
 //! from a `cdylib` crate built for `wasm32-wasip2`. The host calls
 //! [`Hook::handle`] for every event, again for an event that failed
 //! retryably; the hook may write to the host log ([`log`]), read its own
-//! settings ([`config`]) and tell a retry from a first delivery
-//! ([`delivery`]).
+//! settings ([`config`]), tell a retry from a first delivery and learn how
+//! many repeats of an event the host suppressed ([`delivery`]). A group of
+//! events the host gathered arrives as one digest event ([`digest`]).
 //!
 //! ```no_run
 //! use hookhost_sdk::{config, log, Event, EventKind, Hook, HookError};
@@ -38,6 +39,8 @@
 #![deny(missing_docs)]
 
 use std::fmt;
+
+pub mod digest;
 
 /// Bindings generated from the `hook` world in `wit/`. Hidden: hook authors
 /// use the re-exports at the crate root; [`export_hook!`] reaches in here.
@@ -317,6 +320,22 @@ pub mod format {
             .unwrap_or_else(|| timestamp.to_owned())
     }
 
+    /// A number of events: `1 event`, `14 events`.
+    pub fn events(n: u64) -> String {
+        if n == 1 {
+            "1 event".to_owned()
+        } else {
+            format!("{n} events")
+        }
+    }
+
+    /// The repeats the host suppressed before an alert
+    /// ([`crate::delivery::suppressed`]): `3 more like this since the last
+    /// alert`, which hooks put after `and ` or `Suppressed: `.
+    pub fn suppressed(n: u64) -> String {
+        format!("{n} more like this since the last alert")
+    }
+
     #[cfg(test)]
     mod tests {
         use super::*;
@@ -333,6 +352,9 @@ pub mod format {
                 timestamp("2025-01-15T10:30:00.5+01:00"),
                 "2025-01-15 09:30:00 UTC"
             );
+            assert_eq!(events(1), "1 event");
+            assert_eq!(events(14), "14 events");
+            assert_eq!(suppressed(1), "1 more like this since the last alert");
         }
     }
 }
@@ -627,9 +649,9 @@ pub mod http {
     }
 }
 
-/// Which delivery of an event the current call is, and how long the host
-/// should wait before the next one if the call fails (the WIT `delivery`
-/// interface).
+/// Which delivery of an event the current call is, how long the host
+/// should wait before the next one if the call fails, and how many repeats
+/// of the event the host suppressed (the WIT `delivery` interface).
 ///
 /// The host delivers an event again when a call returns
 /// [`HookError::Retryable`](crate::HookError::Retryable) (or passes its
@@ -680,6 +702,21 @@ pub mod delivery {
     /// failed retryably.
     pub fn retry_after(seconds: u32) {
         crate::bindings::hookhost::hooks::delivery::retry_after(seconds);
+    }
+
+    /// How many repeats of `event` the host kept from this hook before
+    /// delivering it: events with the same `dedup_key` that arrived within
+    /// the plugin's `dedup_window` after the last one of that key was let
+    /// through. Lets an alert say "and 12 more like this"
+    /// ([`crate::format::suppressed`]).
+    ///
+    /// The count is given once, to the first event of its key let through
+    /// after the repeats; it is 0 for a plugin without a `dedup_key` and for
+    /// an event that is not one of the current call's. For a digest event
+    /// ([`crate::digest`]), the sum over its events, which
+    /// [`Digest::suppressed`](crate::digest::Digest::suppressed) also holds.
+    pub fn suppressed(event: &crate::Event) -> u32 {
+        crate::bindings::hookhost::hooks::delivery::suppressed(&event.id)
     }
 }
 

@@ -1,5 +1,6 @@
 //! `hookhost:hooks/delivery`: which delivery of an event the current call
-//! is, and the wait a hook asks for before the next one. Always granted.
+//! is, the wait a hook asks for before the next one, and the repeats
+//! suppressed before an event (`dedup_key`). Always granted.
 //! The worker sets [`DeliveryCall`] before every call and reads what the
 //! hook asked for after it; nothing here does I/O.
 
@@ -15,6 +16,14 @@ impl Host for PluginState {
 
     fn retry_after(&mut self, seconds: u32) {
         self.delivery.retry_after = Some(Duration::from_secs(u64::from(seconds)));
+    }
+
+    fn suppressed(&mut self, id: String) -> u32 {
+        self.delivery
+            .suppressed
+            .iter()
+            .find(|(event, _)| *event == id)
+            .map_or(0, |(_, count)| *count)
     }
 }
 
@@ -34,9 +43,19 @@ mod tests {
         assert_eq!(state.attempt(), 1, "a fresh instance");
         state.delivery = DeliveryCall {
             attempt: 3,
-            retry_after: None,
+            ..DeliveryCall::default()
         };
         assert_eq!(state.attempt(), 3);
+    }
+
+    #[test]
+    fn suppressed_answers_for_the_events_of_the_call_only() {
+        let mut state = state();
+        assert_eq!(state.suppressed("a".into()), 0);
+        state.delivery.suppressed = vec![("a".into(), 12), ("b".into(), 1)];
+        assert_eq!(state.suppressed("a".into()), 12);
+        assert_eq!(state.suppressed("b".into()), 1);
+        assert_eq!(state.suppressed("c".into()), 0);
     }
 
     #[test]

@@ -26,6 +26,12 @@ pub fn outcome_line(plugin: &str, outcome: &Outcome) -> String {
     let plugin = escape_controls(plugin);
     let took = format_duration(outcome.latency);
     match &outcome.result {
+        Ok(()) if outcome.fate == Fate::Suppressed => {
+            format!("{plugin}: suppressed: a repeat within its dedup_window")
+        }
+        Ok(()) if outcome.fate == Fate::Grouped => {
+            format!("{plugin}: grouped: delivered with its group (group_by) when the group is due")
+        }
         Ok(()) => format!("{plugin}: ok ({took})"),
         Err(failure) => {
             let retry = if failure.retryable { ", retryable" } else { "" };
@@ -35,7 +41,9 @@ pub fn outcome_line(plugin: &str, outcome: &Outcome) -> String {
                 }
                 Fate::DeadLettered => "; put in the dead letters".to_owned(),
                 Fate::Stopped => "; not retried: the host was stopping".to_owned(),
-                Fate::Delivered | Fate::Replayed => String::new(),
+                Fate::Delivered | Fate::Replayed | Fate::Suppressed | Fate::Grouped => {
+                    String::new()
+                }
             };
             format!(
                 "{plugin}: failed [{}{retry}] {} ({took}){next}",
@@ -104,6 +112,18 @@ pub fn summary_table(summaries: &[PluginSummary]) -> String {
             out += &format!(
                 "{name}: {} events filtered out by its routing\n",
                 stats.filtered
+            );
+        }
+        if stats.suppressed > 0 {
+            out += &format!(
+                "{name}: {} repeats suppressed by its dedup_key\n",
+                stats.suppressed
+            );
+        }
+        if stats.digests > 0 {
+            out += &format!(
+                "{name}: {} events delivered in {} groups (group_by)\n",
+                stats.grouped, stats.digests
             );
         }
         if stats.rate_limited > 0 {

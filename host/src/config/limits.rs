@@ -73,6 +73,31 @@ pub const DEFAULT_BREAKER_COOLDOWN_MS: u64 = 30_000;
 /// of its recovery.
 pub const DEFAULT_BREAKER_MAX_COOLDOWN_MS: u64 = 600_000;
 
+/// How long repeats of a `dedup_key` are suppressed when `dedup_window` is
+/// left out: an hour, the suppression interval data-quality tools start
+/// with; a drift still there an hour later is worth saying again.
+pub const DEFAULT_DEDUP_WINDOW: Duration = Duration::from_secs(3_600);
+/// How long a new group gathers events when `group_wait` is left out:
+/// Alertmanager's default, long enough for a profiling run's burst of
+/// events about one table to arrive.
+pub const DEFAULT_GROUP_WAIT: Duration = Duration::from_secs(30);
+/// Least time between two deliveries of one group when `group_interval` is
+/// left out: Alertmanager's default.
+pub const DEFAULT_GROUP_INTERVAL: Duration = Duration::from_secs(300);
+
+/// Allowed `dedup_window`: one second to 30 days. A key is remembered for
+/// its window, so a longer one holds more keys; a month covers a monthly
+/// job.
+pub const DEDUP_WINDOW_RANGE: RangeInclusive<Duration> =
+    Duration::from_secs(1)..=Duration::from_secs(30 * 86_400);
+/// Allowed `group_wait`: 0 (deliver each group at once: only
+/// `group_interval` then gathers) to one day; the group's events hold
+/// their bytes of the plugin's queue while they wait.
+pub const GROUP_WAIT_RANGE: RangeInclusive<Duration> = Duration::ZERO..=Duration::from_secs(86_400);
+/// Allowed `group_interval`: one second to one day (a daily digest).
+pub const GROUP_INTERVAL_RANGE: RangeInclusive<Duration> =
+    Duration::from_secs(1)..=Duration::from_secs(86_400);
+
 /// Allowed `fuel`: at least 1, since 0 fails every event before its first
 /// instruction; at most TOML's largest integer. Wasmtime takes any `u64`
 /// (it refills in slices), and 2^63 instructions is centuries of work, so
@@ -575,6 +600,60 @@ pub(super) mod ranged {
         fn visit_str<E: de::Error>(self, value: &str) -> Result<RateLimit, E> {
             value.parse().map_err(E::custom)
         }
+    }
+
+    /// One duration key: a string humantime reads (`"30s"`, `"5m"`,
+    /// `"1h 30m"`), within its range.
+    struct DurationKey {
+        name: &'static str,
+        range: RangeInclusive<Duration>,
+    }
+
+    impl<'de> Visitor<'de> for &DurationKey {
+        type Value = Duration;
+
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            write!(
+                f,
+                "{} as a duration such as \"30s\", \"5m\" or \"1h\"",
+                self.name
+            )
+        }
+
+        fn visit_str<E: de::Error>(self, value: &str) -> Result<Duration, E> {
+            let duration = humantime::parse_duration(value).map_err(|err| {
+                E::custom(format_args!(
+                    "{}{} is not a duration ({err}): write it like \"30s\", \"5m\" or \"1h\"",
+                    self.name,
+                    written(value)
+                ))
+            })?;
+            if self.range.contains(&duration) {
+                return Ok(duration);
+            }
+            Err(E::custom(format_args!(
+                "{}{} is out of range: {} to {}",
+                self.name,
+                written(value),
+                humantime::format_duration(*self.range.start()),
+                humantime::format_duration(*self.range.end())
+            )))
+        }
+    }
+
+    macro_rules! duration_keys {
+        ($($name:ident: $range:expr;)*) => {$(
+            pub(in crate::config) fn $name<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+                let key = DurationKey { name: stringify!($name), range: $range };
+                d.deserialize_any(&key).map(Some)
+            }
+        )*};
+    }
+
+    duration_keys! {
+        dedup_window: DEDUP_WINDOW_RANGE;
+        group_wait: GROUP_WAIT_RANGE;
+        group_interval: GROUP_INTERVAL_RANGE;
     }
 
     /// Reads a list of name patterns (`events`, `exclude_events`, `tables`,

@@ -18,6 +18,9 @@
 //! min_severity = "high"
 //! tables = ["orders", "analytics.*"]
 //! rate_limit = "20/min"
+//! dedup_key = "{{ event_type }}:{{ metadata.table }}:{{ metadata.column }}"
+//! dedup_window = "1h"
+//! group_by = ["metadata.table"]
 //! [plugins.slack.settings]
 //! channel = "#data-alerts"
 //! ```
@@ -35,7 +38,7 @@ use crate::capabilities::http::{HttpAccess, HttpGrant};
 use crate::capabilities::sql::{DatabaseSpec, Databases, SqlAccess};
 use crate::capabilities::Grants;
 use crate::log_limit::LogLimit;
-use crate::routing::{RateLimit, RouteFilter, RouteRules};
+use crate::routing::{DedupRule, GroupRule, Hygiene, RateLimit, RouteFilter, RouteRules};
 use crate::settings::Settings;
 
 mod limits;
@@ -62,6 +65,9 @@ pub struct Config {
     /// Each plugin's route filter, built from its section.
     #[serde(skip)]
     routes: BTreeMap<String, Arc<RouteFilter>>,
+    /// Each plugin's deduplication and grouping, built from its section.
+    #[serde(skip)]
+    hygiene: BTreeMap<String, Arc<Hygiene>>,
     /// The `[hooks]` section: switches for every plugin at once.
     #[serde(default)]
     pub hooks: HooksConfig,
@@ -224,6 +230,34 @@ pub struct PluginConfig {
     /// past it, events wait. Left out: no limit.
     #[serde(default, deserialize_with = "ranged::rate_limit")]
     pub rate_limit: Option<RateLimit>,
+    /// A minijinja template over the event (`event_id`, `event_type`,
+    /// `timestamp`, `severity`, `metadata`) whose value says which events
+    /// are repeats of one another. Left out: no deduplication.
+    pub dedup_key: Option<String>,
+    /// How long after an event of a key is delivered its repeats are
+    /// suppressed (`"1h"`; [`DEFAULT_DEDUP_WINDOW`], within
+    /// [`DEDUP_WINDOW_RANGE`]). Needs `dedup_key`.
+    #[serde(default, deserialize_with = "ranged::dedup_window")]
+    pub dedup_window: Option<std::time::Duration>,
+    /// `true` delivers a repeat whose severity is higher than that of the
+    /// last one delivered at once (default `false`). Needs `dedup_key`.
+    pub renotify_on_change: Option<bool>,
+    /// Event fields (`"event_type"`, `"severity"`, `"metadata.<key>"`) whose
+    /// values make a group: events of one group are delivered together, as
+    /// one digest event (one batch call for a batch hook). Empty (the
+    /// default): no grouping.
+    #[serde(default)]
+    pub group_by: Vec<String>,
+    /// How long a new group gathers events before it is delivered
+    /// ([`DEFAULT_GROUP_WAIT`], within [`GROUP_WAIT_RANGE`]). Needs
+    /// `group_by`.
+    #[serde(default, deserialize_with = "ranged::group_wait")]
+    pub group_wait: Option<std::time::Duration>,
+    /// Least time between two deliveries of one group
+    /// ([`DEFAULT_GROUP_INTERVAL`], within [`GROUP_INTERVAL_RANGE`]). Needs
+    /// `group_by`.
+    #[serde(default, deserialize_with = "ranged::group_interval")]
+    pub group_interval: Option<std::time::Duration>,
     /// Databases (`[databases.<name>]`) the plugin may use.
     #[serde(default)]
     pub databases: Vec<String>,
@@ -279,6 +313,12 @@ impl std::fmt::Debug for PluginConfig {
             .field("tables", &self.tables)
             .field("columns", &self.columns)
             .field("rate_limit", &self.rate_limit)
+            .field("dedup_key", &self.dedup_key)
+            .field("dedup_window", &self.dedup_window)
+            .field("renotify_on_change", &self.renotify_on_change)
+            .field("group_by", &self.group_by)
+            .field("group_wait", &self.group_wait)
+            .field("group_interval", &self.group_interval)
             .field("databases", &self.databases)
             .field("mailers", &self.mailers)
             .field("settings", &self.settings.keys().collect::<Vec<_>>())
@@ -317,6 +357,48 @@ impl PluginConfig {
             tables: self.tables.clone(),
             columns: self.columns.clone(),
         }
+    }
+
+    /// This section's deduplication and grouping, or why a key is wrong:
+    /// the reason starts with the key's name, for [`key_line`].
+    fn hygiene(&self) -> Result<Hygiene, String> {
+        let needs = |key: &str, set: bool, needed: &str| {
+            if set {
+                Err(format!(
+                    "{key} is set but {needed} is not: it has no effect without {needed}"
+                ))
+            } else {
+                Ok(())
+            }
+        };
+        let dedup = match &self.dedup_key {
+            Some(template) => Some(DedupRule::new(
+                template,
+                self.dedup_window.unwrap_or(DEFAULT_DEDUP_WINDOW),
+                self.renotify_on_change.unwrap_or(false),
+            )?),
+            None => {
+                needs("dedup_window", self.dedup_window.is_some(), "dedup_key")?;
+                needs(
+                    "renotify_on_change",
+                    self.renotify_on_change.is_some(),
+                    "dedup_key",
+                )?;
+                None
+            }
+        };
+        let group = if self.group_by.is_empty() {
+            needs("group_wait", self.group_wait.is_some(), "group_by")?;
+            needs("group_interval", self.group_interval.is_some(), "group_by")?;
+            None
+        } else {
+            Some(GroupRule::new(
+                &self.group_by,
+                self.group_wait.unwrap_or(DEFAULT_GROUP_WAIT),
+                self.group_interval.unwrap_or(DEFAULT_GROUP_INTERVAL),
+            )?)
+        };
+        Ok(Hygiene { dedup, group })
     }
 
     /// This section's route filter; sections without routing keys share
@@ -445,6 +527,13 @@ impl Config {
                 })?;
             config.http.insert(plugin.clone(), grant);
             config.routes.insert(plugin.clone(), section.route_filter());
+            let hygiene = section.hygiene().map_err(|reason| ConfigError::Section {
+                path: path.to_owned(),
+                line: key_line(text, "plugins", plugin, &reason),
+                section: format!("plugins.{plugin}"),
+                reason,
+            })?;
+            config.hygiene.insert(plugin.clone(), Arc::new(hygiene));
         }
         let base_dir = path.parent().unwrap_or(Path::new("."));
         let section_error = |section: String, reason: String| ConfigError::Section {
@@ -526,6 +615,24 @@ impl Config {
         match self.plugins.get(name) {
             Some(plugin) => plugin.route_filter(),
             None => pass_all(),
+        }
+    }
+
+    /// Plugin `name`'s deduplication and grouping. Built when the file is
+    /// read; a `Config` built in code gets them built here, and a section
+    /// whose keys are wrong gets none (with an error logged).
+    pub fn hygiene_for(&self, name: &str) -> Arc<Hygiene> {
+        if let Some(hygiene) = self.hygiene.get(name) {
+            return hygiene.clone();
+        }
+        let built = self.plugins.get(name).map(PluginConfig::hygiene);
+        match built {
+            Some(Ok(hygiene)) => Arc::new(hygiene),
+            Some(Err(reason)) => {
+                tracing::error!(plugin = name, "{reason}; no deduplication or grouping");
+                Arc::default()
+            }
+            None => Arc::default(),
         }
     }
 
@@ -631,10 +738,13 @@ fn key_line(text: &str, kind: &str, name: &str, reason: &str) -> Option<usize> {
         databases: BTreeMap<String, BTreeMap<String, toml::Spanned<toml::Value>>>,
         #[serde(default)]
         mailers: BTreeMap<String, BTreeMap<String, toml::Spanned<toml::Value>>>,
+        #[serde(default)]
+        plugins: BTreeMap<String, BTreeMap<String, toml::Spanned<toml::Value>>>,
     }
     let positions: Positions = toml::from_str(text).ok()?;
     let section = match kind {
         "databases" => positions.databases.get(name)?,
+        "plugins" => positions.plugins.get(name)?,
         _ => positions.mailers.get(name)?,
     };
     let key = match reason.strip_prefix("unknown key `") {

@@ -20,25 +20,51 @@
 //! `hookhost_sdk::http::delivered`), so the retry waits as long as Slack
 //! asks.
 //!
+//! An alert that the host let through after suppressing repeats of it
+//! (the plugin's `dedup_key`; `hookhost_sdk::delivery::suppressed`) gets
+//! one more field after the others, `Suppressed`: `and N more like this
+//! since the last alert`. Without repeats the payload is exactly as above.
+//!
+//! A digest (the one event the host delivers for a group of events when
+//! the plugin has `group_by`) is posted as one message: `📋 *Digest: 14
+//! events for `orders`*`, coloured by its highest severity, with the
+//! events per type, the top 5 events in one line each, how many more there
+//! are by severity, the suppressed repeats and the time. Digests are posted
+//! whatever the `alert_on_*` switches and `min_severity` say: the
+//! plugin's routing already chose their events, and a digest mixes types
+//! and severities that the switches cannot split.
+//!
 //! Settings: `webhook_url` (required; grant its host in `http_allow`),
 //! `channel`, `username` (default `hookhost`), `footer` (default
 //! `hookhost`), `min_severity` (`low`, `medium` or `high`; default `low`),
 //! `alert_on_drift`, `alert_on_schema_change`, `alert_on_profiling_failure`
 //! (default `true`).
 
-use hookhost_sdk::{config, DataDrift, Event, EventKind, Hook, HookError, MetricValue};
-use hookhost_sdk::{format, http};
+use hookhost_sdk::digest::{Digest, DigestItem};
+use hookhost_sdk::{config, DataDrift, Event, EventKind, Hook, HookError, MetricValue, Severity};
+use hookhost_sdk::{delivery, format, http};
 use serde_json::{json, Map, Value};
+
+/// How many of a digest's events it lists one per line: enough to see
+/// what happened, few enough to read the message at a glance in a channel.
+const TOP_ITEMS: usize = 5;
 
 struct Slack;
 
 impl Hook for Slack {
     fn handle(event: Event) -> Result<(), HookError> {
-        let Some(payload) = message(&event)? else {
-            return Ok(());
+        let message = match Digest::from_event(&event) {
+            Some(digest) => digest_message(&event, &digest),
+            None => match alert(&event) {
+                Some(alert) if wanted(&event)? => {
+                    alert.with_suppressed(delivery::suppressed(&event))
+                }
+                _ => return Ok(()),
+            },
         };
         let url = config::get("webhook_url")
             .ok_or_else(|| HookError::Permanent("setting `webhook_url` is not set".to_owned()))?;
+        let payload = payload(message, &Sender::from_config());
         http::delivered(http::post_json(&url, &payload.to_string()), "Slack")?;
         Ok(())
     }
@@ -46,43 +72,106 @@ impl Hook for Slack {
 
 hookhost_sdk::export_hook!(Slack);
 
-/// The webhook payload for `event`, or `None` when it sends no message.
-fn message(event: &Event) -> Result<Option<Value>, HookError> {
+/// What one message says; [`payload`] dresses it with the settings every
+/// message shares.
+struct Message {
+    text: String,
+    color: &'static str,
+    fields: Vec<Value>,
+    /// What the footer names after its prefix (`Drift Detection`).
+    kind: &'static str,
+    /// The event's time, for the attachment's `ts`.
+    timestamp: String,
+}
+
+impl Message {
+    /// The alert with a last field for the repeats the host suppressed
+    /// before it; unchanged when there were none.
+    fn with_suppressed(mut self, suppressed: u32) -> Message {
+        if suppressed > 0 {
+            self.fields.push(suppressed_field(suppressed.into()));
+        }
+        self
+    }
+}
+
+/// The settings that every message carries.
+struct Sender {
+    username: String,
+    /// The footer's prefix: `<footer> Drift Detection`.
+    footer: String,
+    channel: Option<String>,
+}
+
+impl Sender {
+    fn from_config() -> Sender {
+        Sender {
+            username: config::get_or("username", "hookhost"),
+            footer: config::get_or("footer", "hookhost"),
+            channel: config::get("channel"),
+        }
+    }
+}
+
+/// The webhook payload: keys in the order the Python hook writes them,
+/// `channel` only when set.
+fn payload(message: Message, sender: &Sender) -> Value {
+    let mut payload = json!({
+        "username": sender.username,
+        "text": message.text,
+        "attachments": [{
+            "color": message.color,
+            "fields": message.fields,
+            "footer": format!("{} {}", sender.footer, message.kind),
+            "ts": unix_seconds(&message.timestamp),
+        }],
+    });
+    if let Some(channel) = &sender.channel {
+        payload["channel"] = Value::String(channel.clone());
+    }
+    payload
+}
+
+/// Whether the settings let `event` through as an alert: its type's
+/// `alert_on_*` switch, and for drift `min_severity`.
+fn wanted(event: &Event) -> Result<bool, HookError> {
+    Ok(match &event.kind {
+        EventKind::DataDriftDetected(drift) => {
+            switch("alert_on_drift")?
+                && rank(&drift.drift_severity) >= rank(&config::get_or("min_severity", "low"))
+        }
+        EventKind::SchemaChangeDetected(_) => switch("alert_on_schema_change")?,
+        EventKind::ProfilingFailed(_) => switch("alert_on_profiling_failure")?,
+        _ => false,
+    })
+}
+
+/// The alert for a single `event`, or `None` when its type is not one this
+/// hook posts.
+fn alert(event: &Event) -> Option<Message> {
     let (text, color, fields, kind) = match &event.kind {
-        EventKind::DataDriftDetected(drift) if switch("alert_on_drift")? => {
-            let min = config::get_or("min_severity", "low");
-            if rank(&drift.drift_severity) < rank(&min) {
-                return Ok(None);
-            }
-            let metadata = Metadata::of(event);
-            let (text, color, fields) = drift_message(drift, &metadata, &event.timestamp);
+        EventKind::DataDriftDetected(drift) => {
+            let (text, color, fields) =
+                drift_message(drift, &Metadata::of(event), &event.timestamp);
             (text, color, fields, "Drift Detection")
         }
-        EventKind::SchemaChangeDetected(_) if switch("alert_on_schema_change")? => {
+        EventKind::SchemaChangeDetected(_) => {
             let (text, color, fields) = schema_message(&Metadata::of(event), &event.timestamp);
             (text, color, fields, "Schema Detection")
         }
-        EventKind::ProfilingFailed(_) if switch("alert_on_profiling_failure")? => {
+        EventKind::ProfilingFailed(_) => {
             let (text, color, fields) = failure_message(&Metadata::of(event), &event.timestamp);
             (text, color, fields, "Profiling")
         }
-        _ => return Ok(None),
+        _ => return None,
     };
-    let footer = format!("{} {kind}", config::get_or("footer", "hookhost"));
-    let mut payload = json!({
-        "username": config::get_or("username", "hookhost"),
-        "text": text,
-        "attachments": [{
-            "color": color,
-            "fields": fields,
-            "footer": footer,
-            "ts": unix_seconds(&event.timestamp),
-        }],
-    });
-    if let Some(channel) = config::get("channel") {
-        payload["channel"] = Value::String(channel);
-    }
-    Ok(Some(payload))
+    Some(Message {
+        text,
+        color,
+        fields,
+        kind,
+        timestamp: event.timestamp.clone(),
+    })
 }
 
 /// A boolean setting, `true` unless set otherwise.
@@ -277,6 +366,78 @@ fn failure_message(metadata: &Metadata, timestamp: &str) -> (String, &'static st
     ("❌ *Profiling Failed*".to_owned(), "#FF0000", fields)
 }
 
+/// `Suppressed`: `and N more like this since the last alert`, long.
+fn suppressed_field(suppressed: u64) -> Value {
+    field(
+        "Suppressed",
+        format!("and {}", format::suppressed(suppressed)),
+        false,
+    )
+}
+
+/// One message for a digest: the count and the group in the text, then the
+/// events per type, the top events, the rest by severity, the suppressed
+/// repeats and the time.
+fn digest_message(event: &Event, digest: &Digest) -> Message {
+    let values: Vec<String> = digest.group_values().map(|v| format!("`{v}`")).collect();
+    let group = if values.is_empty() {
+        String::new()
+    } else {
+        format!(" for {}", values.join(", "))
+    };
+    let text = format!("📋 *Digest: {}{group}*", format::events(digest.count));
+    let counts: Vec<String> = digest.count_lines().collect();
+    let mut fields = vec![field("Events", counts.join("\n"), false)];
+    let top = digest.top(TOP_ITEMS);
+    if !top.is_empty() {
+        let items: Vec<String> = top.iter().map(item_line).collect();
+        fields.push(field("Top items", items.join("\n"), false));
+    }
+    if let Some(more) = digest.more(TOP_ITEMS) {
+        fields.push(field("More", more, false));
+    }
+    if digest.suppressed > 0 {
+        fields.push(suppressed_field(digest.suppressed));
+    }
+    fields.push(field(
+        "Timestamp",
+        format::timestamp(&event.timestamp),
+        true,
+    ));
+    Message {
+        text,
+        color: digest_color(digest.severity),
+        fields,
+        kind: "Digest",
+        timestamp: event.timestamp.clone(),
+    }
+}
+
+/// A digest's colour by its highest severity, on the drift alerts' scale
+/// (critical counts as high, info and none as low).
+fn digest_color(severity: Option<Severity>) -> &'static str {
+    match severity {
+        Some(Severity::Critical | Severity::High) => "#FF0000",
+        Some(Severity::Medium) => "#FF8C00",
+        _ => "#FFA500",
+    }
+}
+
+/// An event of a digest in one line, with the drift alerts' emoji for its
+/// severity: `🚨 HIGH DataDriftDetected orders.amount mean +50.0%`.
+fn item_line(item: &DigestItem) -> String {
+    let Some(word) = &item.severity else {
+        return format!("• {}", item.summary());
+    };
+    let emoji = match word.to_lowercase().as_str() {
+        "critical" | "high" => "🚨",
+        "medium" => "🔶",
+        "low" => "⚠️",
+        _ => "ℹ️",
+    };
+    format!("{emoji} {} {}", word.to_uppercase(), item.summary())
+}
+
 /// Whole Unix seconds, truncated toward zero as Python's `int()` does
 /// (chrono's seconds round down, which differs before 1970).
 fn unix_seconds(timestamp: &str) -> i64 {
@@ -293,6 +454,216 @@ fn unix_seconds(timestamp: &str) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hookhost_sdk::digest;
+
+    fn sender() -> Sender {
+        Sender {
+            username: "hookhost".to_owned(),
+            footer: "hookhost".to_owned(),
+            channel: None,
+        }
+    }
+
+    /// The reference drift event: orders.total_amount, mean 100 -> 150.
+    fn drift_event() -> Event {
+        let metadata = r#"{"table": "orders", "column": "total_amount", "metric": "mean", "baseline_value": 100.0, "current_value": 150.0, "change_percent": 50.0, "drift_severity": "high"}"#;
+        Event {
+            id: "e1".to_owned(),
+            event_type: "DataDriftDetected".to_owned(),
+            timestamp: "2025-01-15T10:30:00.123456Z".to_owned(),
+            severity: Some(Severity::High),
+            metadata: metadata.to_owned(),
+            kind: EventKind::DataDriftDetected(DataDrift {
+                table: "orders".to_owned(),
+                column: "total_amount".to_owned(),
+                metric: "mean".to_owned(),
+                baseline_value: Some(MetricValue::Number(100.0)),
+                current_value: Some(MetricValue::Number(150.0)),
+                change_percent: Some(50.0),
+                drift_severity: "high".to_owned(),
+                explanation: None,
+            }),
+        }
+    }
+
+    /// The payload of `shared/reference/slack-messages.md` for the drift
+    /// event, byte for byte.
+    const DRIFT_PAYLOAD: &str = concat!(
+        r##"{"username":"hookhost","text":"🚨 *Data Drift Detected*","attachments":[{"color":"#FF0000","fields":["##,
+        r##"{"title":"Severity","value":"HIGH","short":true},"##,
+        r##"{"title":"Table","value":"`orders`","short":true},"##,
+        r##"{"title":"Column","value":"`total_amount`","short":true},"##,
+        r##"{"title":"Metric","value":"mean","short":true},"##,
+        r##"{"title":"Baseline Value","value":"100.00","short":true},"##,
+        r##"{"title":"Current Value","value":"150.00","short":true},"##,
+        r##"{"title":"Change","value":"+50.0%","short":true},"##,
+        r##"{"title":"Timestamp","value":"2025-01-15 10:30:00 UTC","short":true}"##,
+        r##"],"footer":"hookhost Drift Detection","ts":1736937000}]}"##,
+    );
+
+    fn drift_payload(suppressed: u32) -> String {
+        let alert = alert(&drift_event()).expect("drift is posted");
+        payload(alert.with_suppressed(suppressed), &sender()).to_string()
+    }
+
+    #[test]
+    fn an_alert_without_repeats_is_the_reference_payload() {
+        assert_eq!(drift_payload(0), DRIFT_PAYLOAD);
+    }
+
+    #[test]
+    fn an_alert_after_repeats_ends_with_a_suppressed_field() {
+        for (n, value) in [
+            (1, "and 1 more like this since the last alert"),
+            (12, "and 12 more like this since the last alert"),
+        ] {
+            let suppressed =
+                format!(r#",{{"title":"Suppressed","value":"{value}","short":false}}]"#);
+            let expected = DRIFT_PAYLOAD.replacen(
+                r#"UTC","short":true}]"#,
+                &format!(r#"UTC","short":true}}{suppressed}"#),
+                1,
+            );
+            assert_eq!(drift_payload(n), expected);
+        }
+    }
+
+    #[test]
+    fn the_channel_comes_last_when_set() {
+        let alert = alert(&drift_event()).expect("drift is posted");
+        let sender = Sender {
+            channel: Some("#data-alerts".to_owned()),
+            ..sender()
+        };
+        let payload = payload(alert, &sender).to_string();
+        assert!(
+            payload.ends_with(r##"}],"channel":"#data-alerts"}"##),
+            "{payload}"
+        );
+    }
+
+    fn digest_event(metadata: Value) -> Event {
+        Event {
+            id: "digest-0123456789abcdef0123456789abcdef".to_owned(),
+            event_type: digest::EVENT_TYPE.to_owned(),
+            timestamp: "2025-03-04T02:05:30Z".to_owned(),
+            severity: None,
+            metadata: metadata.to_string(),
+            kind: EventKind::Custom(digest::EVENT_TYPE.to_owned()),
+        }
+    }
+
+    /// A digest of 14 events on `orders`: 10 drifts, 4 schema changes; 2
+    /// high, 12 low; 6 listed, 3 repeats suppressed before them.
+    fn orders_digest() -> Event {
+        let drift = |id: &str, column: &str, severity: &str, change: f64| {
+            json!({"event_id": id, "event_type": "DataDriftDetected",
+                   "timestamp": "2025-03-04T02:00:00Z", "severity": severity,
+                   "metadata": {"table": "orders", "column": column, "metric": "mean",
+                                "change_percent": change, "drift_severity": severity}})
+        };
+        let schema = json!({"event_id": "s1", "event_type": "SchemaChangeDetected",
+                            "timestamp": "2025-03-04T02:01:00Z", "severity": "low",
+                            "metadata": {"table": "orders", "column": "note",
+                                         "change_type": "column_added"}});
+        digest_event(json!({
+            "group": {"metadata.table": "orders"},
+            "table": "orders",
+            "count": 14,
+            "counts": {"DataDriftDetected": 10, "SchemaChangeDetected": 4},
+            "severity": "high",
+            "severities": {"high": 2, "low": 12},
+            "suppressed": 3,
+            "first_timestamp": "2025-03-04T02:00:00Z",
+            "last_timestamp": "2025-03-04T02:05:00Z",
+            "events": [
+                drift("d1", "amount", "high", 50.0),
+                drift("d2", "tax", "high", -20.0),
+                schema,
+                drift("d3", "qty", "low", 5.0),
+                drift("d4", "price", "low", 1.5),
+                drift("d5", "discount", "low", 2.0)
+            ],
+            "omitted": 8
+        }))
+    }
+
+    fn digest_payload(event: &Event) -> Value {
+        let digest = Digest::from_event(event).expect("a digest");
+        payload(digest_message(event, &digest), &sender())
+    }
+
+    #[test]
+    fn a_digest_is_one_message() {
+        let expected = json!({
+            "username": "hookhost",
+            "text": "📋 *Digest: 14 events for `orders`*",
+            "attachments": [{
+                "color": "#FF0000",
+                "fields": [
+                    {"title": "Events", "value": "DataDriftDetected: 10\nSchemaChangeDetected: 4", "short": false},
+                    {"title": "Top items", "value": concat!(
+                        "🚨 HIGH DataDriftDetected orders.amount mean +50.0%\n",
+                        "🚨 HIGH DataDriftDetected orders.tax mean -20.0%\n",
+                        "⚠️ LOW SchemaChangeDetected orders.note column_added\n",
+                        "⚠️ LOW DataDriftDetected orders.qty mean +5.0%\n",
+                        "⚠️ LOW DataDriftDetected orders.price mean +1.5%"), "short": false},
+                    {"title": "More", "value": "and 9 more (9 low)", "short": false},
+                    {"title": "Suppressed", "value": "and 3 more like this since the last alert", "short": false},
+                    {"title": "Timestamp", "value": "2025-03-04 02:05:30 UTC", "short": true}
+                ],
+                "footer": "hookhost Digest",
+                "ts": 1741053930
+            }]
+        });
+        assert_eq!(digest_payload(&orders_digest()), expected);
+    }
+
+    #[test]
+    fn a_small_digest_has_no_more_and_no_suppressed_field() {
+        let event = digest_event(json!({
+            "group": {"metadata.table": "", "event_type": ""},
+            "count": 1,
+            "counts": {"ProfilingCompleted": 1},
+            "severity": null,
+            "severities": {"none": 1},
+            "suppressed": 0,
+            "events": [{"event_id": "p1", "event_type": "ProfilingCompleted",
+                        "timestamp": "2025-03-04T02:00:00Z", "metadata": {"table": "orders"}}],
+            "omitted": 0
+        }));
+        let payload = digest_payload(&event);
+        assert_eq!(payload["text"], "📋 *Digest: 1 event*");
+        assert_eq!(payload["attachments"][0]["color"], "#FFA500");
+        let titles: Vec<&str> = payload["attachments"][0]["fields"]
+            .as_array()
+            .expect("fields")
+            .iter()
+            .filter_map(|field| field["title"].as_str())
+            .collect();
+        assert_eq!(titles, ["Events", "Top items", "Timestamp"]);
+        assert_eq!(
+            payload["attachments"][0]["fields"][1]["value"],
+            "• ProfilingCompleted orders"
+        );
+    }
+
+    #[test]
+    fn a_digest_names_every_group_value_and_colours_by_severity() {
+        let event = digest_event(json!({
+            "group": {"metadata.table": "orders", "severity": "medium"},
+            "count": 2,
+            "severity": "medium"
+        }));
+        let payload = digest_payload(&event);
+        assert_eq!(
+            payload["text"],
+            "📋 *Digest: 2 events for `orders`, `medium`*"
+        );
+        assert_eq!(payload["attachments"][0]["color"], "#FF8C00");
+        assert_eq!(digest_color(Some(Severity::Critical)), "#FF0000");
+        assert_eq!(digest_color(Some(Severity::Info)), "#FFA500");
+    }
 
     #[test]
     fn change_types_title_case_like_python() {

@@ -11,6 +11,14 @@
 //! Webhooks, and not signed): 1 on the first delivery, 2 on the first
 //! retry, and so on.
 //!
+//! The body is the event's JSON (`event_id`, `event_type`, `timestamp`,
+//! `metadata`); when the host suppressed repeats of the event before it
+//! (the plugin's `dedup_key`; `hookhost_sdk::delivery::suppressed`), it
+//! also has `"suppressed": N` after `metadata`, and without repeats it is
+//! as before. A digest (the one event the host delivers for a group of
+//! events when the plugin has `group_by`) needs nothing of its own: it is
+//! posted as its JSON like any event, its summary in `metadata`.
+//!
 //! A 429 or 5xx answer, a timeout and a failed connection are retryable;
 //! a 429 or 503 answer's `Retry-After` is passed on to the host (see
 //! `hookhost_sdk::http::delivered`).
@@ -18,7 +26,8 @@
 //! Settings: `url` (required; grant its host in `http_allow`); `secret`
 //! and/or `secrets` (a list), each `whsec_` followed by the base64 key;
 //! `headers` (a table of extra headers); `template` (a minijinja template
-//! for the body; the default body is the event's JSON); `content_type`
+//! for the body, given `event`, `event_id`, `event_type`, `timestamp`,
+//! `severity`, `metadata` and `suppressed`, 0 without repeats); `content_type`
 //! (default `application/json`). The plugin needs `wall_clock = true` in
 //! its section to stamp deliveries with the real time.
 
@@ -43,7 +52,8 @@ impl Hook for Webhook {
         let url = config::get("url")
             .ok_or_else(|| HookError::Permanent("setting `url` is not set".to_owned()))?;
         let secrets = secrets()?;
-        let body = body(&event)?;
+        let template = config::get("template");
+        let body = body(&event, template.as_deref(), delivery::suppressed(&event))?;
         let timestamp = now()?;
         let mut request = http::request("POST", &url);
         request.headers = headers()?;
@@ -123,27 +133,33 @@ fn headers() -> Result<Vec<(String, String)>, HookError> {
 }
 
 /// The event's JSON form, as the host reads it: `event_id`, `event_type`,
-/// `timestamp` and `metadata`.
-fn envelope(event: &Event) -> Value {
+/// `timestamp` and `metadata`, then `suppressed` when the host suppressed
+/// repeats of it. Left out at 0, so a receiver of a plugin without
+/// `dedup_key` gets the same body as before there was one.
+fn envelope(event: &Event, suppressed: u32) -> Value {
     let metadata = serde_json::from_str(&event.metadata).unwrap_or(Value::Object(Map::new()));
-    serde_json::json!({
+    let mut envelope = serde_json::json!({
         "event_id": event.id,
         "event_type": event.event_type,
         "timestamp": event.timestamp,
         "metadata": metadata,
-    })
+    });
+    if suppressed > 0 {
+        envelope["suppressed"] = suppressed.into();
+    }
+    envelope
 }
 
-/// The request body: the event's JSON, or the `template` rendered with the
+/// The request body: the event's JSON, or `template` rendered with the
 /// event (`event`, and its parts `event_id`, `event_type`, `timestamp`,
-/// `severity` and `metadata`).
-fn body(event: &Event) -> Result<String, HookError> {
-    let envelope = envelope(event);
-    let Some(template) = config::get("template") else {
+/// `severity` and `metadata`) and `suppressed`, always a number.
+fn body(event: &Event, template: Option<&str>, suppressed: u32) -> Result<String, HookError> {
+    let envelope = envelope(event, suppressed);
+    let Some(template) = template else {
         return Ok(envelope.to_string());
     };
     let mut env = minijinja::Environment::new();
-    env.add_template("template", &template)
+    env.add_template("template", template)
         .map_err(|err| HookError::Permanent(format!("setting `template`: {err:#}")))?;
     let context = minijinja::context! {
         event => &envelope,
@@ -152,6 +168,7 @@ fn body(event: &Event) -> Result<String, HookError> {
         timestamp => &event.timestamp,
         severity => event.severity.map(|s| s.as_str()),
         metadata => &envelope["metadata"],
+        suppressed => suppressed,
     };
     env.get_template("template")
         .and_then(|template| template.render(context))
@@ -172,4 +189,59 @@ fn now() -> Result<u64, HookError> {
         ));
     }
     Ok(seconds)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hookhost_sdk::{EventKind, Severity};
+
+    fn event() -> Event {
+        Event {
+            id: "e1".to_owned(),
+            event_type: "TableRefreshed".to_owned(),
+            timestamp: "2025-01-15T10:30:00Z".to_owned(),
+            severity: Some(Severity::Low),
+            metadata: r#"{"table": "orders", "rows": 10}"#.to_owned(),
+            kind: EventKind::Custom("TableRefreshed".to_owned()),
+        }
+    }
+
+    const ENVELOPE: &str = concat!(
+        r#"{"event_id":"e1","event_type":"TableRefreshed","timestamp":"2025-01-15T10:30:00Z","#,
+        r#""metadata":{"table":"orders","rows":10}}"#,
+    );
+
+    #[test]
+    fn the_body_without_repeats_is_the_envelope_as_before() {
+        assert_eq!(body(&event(), None, 0).expect("a body"), ENVELOPE);
+    }
+
+    #[test]
+    fn the_body_after_repeats_says_how_many_after_the_metadata() {
+        let expected = ENVELOPE.replacen(r#"10}}"#, r#"10},"suppressed":12}"#, 1);
+        assert_eq!(body(&event(), None, 12).expect("a body"), expected);
+    }
+
+    #[test]
+    fn a_template_always_gets_suppressed() {
+        // `event`, the body without a template, has it only after repeats.
+        let template = "{{ event_type }} {{ suppressed }} {{ event.suppressed | default('-') }}";
+        assert_eq!(
+            body(&event(), Some(template), 0).expect("a body"),
+            "TableRefreshed 0 -"
+        );
+        assert_eq!(
+            body(&event(), Some(template), 2).expect("a body"),
+            "TableRefreshed 2 2"
+        );
+    }
+
+    #[test]
+    fn a_template_that_does_not_parse_is_a_permanent_error() {
+        let error = body(&event(), Some("{{ oops"), 0).expect_err("a bad template");
+        assert!(
+            matches!(error, HookError::Permanent(why) if why.starts_with("setting `template`"))
+        );
+    }
 }
