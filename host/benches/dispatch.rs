@@ -8,11 +8,14 @@
 //! 4. five wasm batch hooks (`handle-batch`), up to 256 events per call;
 //! 5. as 2, with routing rules on every plugin (type, severity and table
 //!    patterns) that let every event through;
+//! 6. as 2, with a `dedup_key` on every plugin (the README's template) that
+//!    gives every event a key of its own, so none is suppressed;
 //!
-//! and the routing decision alone (the five plugins' rules checked for each
-//! event, on one thread), as a share of what delivering an event costs in
-//! run 2: end-to-end runs move by 10% from one to the next on these shared
-//! machines, more than routing costs.
+//! and the routing decisions alone, on one thread: the five plugins'
+//! filters, and their deduplication (key rendered, state checked), as a
+//! share of what delivering an event costs in run 2: end-to-end runs move by
+//! 10% from one to the next on these shared machines, more than routing
+//! costs.
 //!
 //! `cargo bench --bench dispatch` runs it in full; `cargo test` runs it with
 //! few events to check it still works.
@@ -23,7 +26,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hookhost::routing::{MetadataNames, RouteFilter, RouteRules};
+use hookhost::routing::dedup::DedupState;
+use hookhost::routing::{DedupRule, MetadataNames, RouteFilter, RouteRules};
 use hookhost::{Config, Event, Host};
 use tokio::sync::mpsc;
 
@@ -54,6 +58,8 @@ fn main() {
         report("wasm, instance reused", reused_events, reused);
         let routed = wasm(reused_events, "noop", "reuse_instance = true", ROUTING).await;
         report("wasm, reused, routed", reused_events, routed);
+        let deduplicated = wasm(reused_events, "noop", "reuse_instance = true", DEDUP).await;
+        report("wasm, reused, dedup", reused_events, deduplicated);
         let fresh = wasm(fresh_events, "noop", "reuse_instance = false", "").await;
         report("wasm, fresh instance", fresh_events, fresh);
         let batched = wasm(
@@ -86,11 +92,25 @@ fn main() {
         );
         let routed_ratio = routed.as_secs_f64() / reused.as_secs_f64();
         println!("ratio routed / reused:       {routed_ratio:>8.2}x (end to end, noisy)");
-        let routing_ns = routing(reused_events);
-        let routing_share = routing_ns / (reused_ns * PLUGINS as f64);
+        let dedup_ratio = deduplicated.as_secs_f64() / reused.as_secs_f64();
+        println!("ratio dedup / reused:        {dedup_ratio:>8.2}x (end to end, noisy)");
+        let delivering_ns = reused_ns * PLUGINS as f64;
+        let filter_ns = routing(reused_events);
+        let dedup_ns = dedup(reused_events);
         println!(
-            "routing alone: {routing_ns:.0} ns per event for {PLUGINS} plugins, {:.1}% of \
+            "filters alone: {filter_ns:.0} ns per event for {PLUGINS} plugins, {:.1}% of \
              delivering it",
+            filter_ns / delivering_ns * 100.0
+        );
+        println!(
+            "dedup alone:   {dedup_ns:.0} ns per event for {PLUGINS} plugins, {:.1}% of \
+             delivering it",
+            dedup_ns / delivering_ns * 100.0
+        );
+        let routing_share = (filter_ns + dedup_ns) / delivering_ns;
+        println!(
+            "routing (filters and dedup): {:.0} ns per event, {:.1}% of delivering it",
+            filter_ns + dedup_ns,
             routing_share * 100.0
         );
         if !full {
@@ -135,12 +155,41 @@ fn report(label: &str, events: u64, elapsed: Duration) {
     );
 }
 
+/// A profiler-shaped event, its column different for every `seq`, so that
+/// the [`DEDUP`] key differs for every event.
 fn event(seq: u64) -> Event {
     Event::from_json(&format!(
         r#"{{"event_type": "ProfilingStarted", "timestamp": "2025-01-15T10:30:00Z",
-            "metadata": {{"table": "orders", "run_id": "run-1", "seq": {seq}}}}}"#
+            "metadata": {{"table": "orders", "run_id": "run-1", "seq": {seq},
+                          "column": "c{seq}", "metric": "mean"}}}}"#
     ))
     .expect("valid event")
+}
+
+/// The README's deduplication key.
+const DEDUP_KEY: &str =
+    "{{ event_type }}:{{ metadata.table }}:{{ metadata.column }}:{{ metadata.metric }}";
+
+/// A `dedup_key` for every plugin in the end-to-end run.
+const DEDUP: &str = "dedup_key = \"{{ event_type }}:{{ metadata.table }}:{{ metadata.column }}:{{ metadata.metric }}\"";
+
+/// Nanoseconds per event for the five plugins' deduplication, as their
+/// workers do it: the [`DEDUP_KEY`] rendered and the key's state checked.
+/// Every event has a key of its own, so each is let through and
+/// remembered.
+fn dedup(events: u64) -> f64 {
+    let rule = DedupRule::new(DEDUP_KEY, Duration::from_secs(3_600), false).expect("template");
+    let mut states: Vec<DedupState> = (0..PLUGINS).map(|_| DedupState::default()).collect();
+    let prepared: Vec<Event> = (0..events).map(event).collect();
+    let started = Instant::now();
+    for (at, event) in prepared.iter().enumerate() {
+        for state in &mut states {
+            let key = rule.key(event).expect("renders");
+            let verdict = state.check(&rule, key, event, at as i64);
+            std::hint::black_box(verdict);
+        }
+    }
+    started.elapsed().as_secs_f64() * 1e9 / events as f64
 }
 
 /// Nanoseconds per event to decide the routes of `events` events through
@@ -187,11 +236,14 @@ async fn wasm(events: u64, fixture: &str, defaults: &str, routing: &str) -> Dura
     }
     let host = builder.build().await.expect("host");
     let prepared: Vec<Event> = (0..events).map(event).collect();
-    // Warm up: first instances, code pages, allocator.
-    for seq in 0..100 {
+    // Warm up: first instances, code pages, allocator; with events of
+    // their own, so that no measured event repeats a warm-up's dedup key.
+    for seq in events..events + 100 {
         host.send(event(seq)).await.expect("accepted");
     }
-    let warm = host.emit_with_report(event(0)).expect("accepted");
+    let warm = host
+        .emit_with_report(event(events + 100))
+        .expect("accepted");
     warm.wait().await;
 
     let started = Instant::now();
@@ -203,6 +255,7 @@ async fn wasm(events: u64, fixture: &str, defaults: &str, routing: &str) -> Dura
     for summary in summaries {
         assert_eq!(summary.stats.failed_total(), 0, "{}", summary.name);
         assert_eq!(summary.stats.filtered, 0, "{}", summary.name);
+        assert_eq!(summary.stats.suppressed, 0, "{}", summary.name);
     }
     elapsed
 }

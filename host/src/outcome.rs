@@ -161,6 +161,9 @@ pub struct PluginStats {
     /// Events delivered in those groups (each also counted as handled,
     /// failed, ... by how its group's delivery went).
     pub grouped: u64,
+    /// Events waiting in open groups now, delivered when their group is
+    /// due or the host stops.
+    pub held: u64,
     /// Instances created (the first, and one after every trap).
     pub instantiations: u64,
     latency: LatencyHistogram,

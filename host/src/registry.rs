@@ -98,6 +98,9 @@ pub struct Unfinished {
     /// run of events its worker takes off the queue at once, so an event
     /// finished within the current run still counts here.
     pub unfinished: u64,
+    /// Of those, the events waiting in open groups (`group_by`): they are
+    /// delivered when their group is due, or at once when the host stops.
+    pub held: u64,
 }
 
 /// Counts of what hot reload did.
@@ -394,26 +397,27 @@ impl Registry {
             return Vec::new();
         };
         // By name, so the rows come out in name order.
-        let mut counts: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+        let mut counts: BTreeMap<String, Unfinished> = BTreeMap::new();
         for worker in workers.iter().filter(|w| !w.task.is_finished()) {
             let accepted = worker.accepted.load(Ordering::Relaxed);
-            let done = worker
+            let (done, held) = worker
                 .stats
                 .lock()
-                .map(|s| s.completed())
-                .unwrap_or(accepted);
-            let entry = counts.entry(worker.name.to_string()).or_default();
-            entry.0 += accepted;
-            entry.1 += accepted.saturating_sub(done);
+                .map(|s| (s.completed(), s.held))
+                .unwrap_or((accepted, 0));
+            let entry = counts
+                .entry(worker.name.to_string())
+                .or_insert_with(|| Unfinished {
+                    plugin: worker.name.to_string(),
+                    accepted: 0,
+                    unfinished: 0,
+                    held: 0,
+                });
+            entry.accepted += accepted;
+            entry.unfinished += accepted.saturating_sub(done);
+            entry.held += held;
         }
-        counts
-            .into_iter()
-            .map(|(plugin, (accepted, unfinished))| Unfinished {
-                plugin,
-                accepted,
-                unfinished,
-            })
-            .collect()
+        counts.into_values().collect()
     }
 
     /// Closes every queue and waits for every worker to finish what it

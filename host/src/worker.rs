@@ -334,6 +334,9 @@ impl Worker {
                     (a, b) => a.or(b),
                 };
                 let drain = drain.filter(|deadline| *deadline > now);
+                // What the events just taken left (repeats done, events
+                // joining groups) is counted before the wait.
+                self.record(&mut state).await;
                 self.idle(next_retry, finished, drain).await;
                 continue;
             }
@@ -366,9 +369,9 @@ impl Worker {
                 }
                 Permit::Deliver => self.step(&mut state, usize::MAX).await,
             }
-            self.record(&mut state.settled, &mut state.dedup).await;
+            self.record(&mut state).await;
         }
-        self.record(&mut state.settled, &mut state.dedup).await;
+        self.record(&mut state).await;
     }
 
     /// The plugin's deduplication state as the routing store kept it (none
@@ -378,13 +381,13 @@ impl Worker {
             return DedupState::default();
         };
         match store.load(&self.plugin.name).await {
-            Ok(entries) => DedupState::with_entries(entries),
+            Ok(entries) => DedupState::saved(entries),
             Err(err) => {
                 tracing::error!(
                     plugin = &*self.plugin.name,
                     "{err}; its repeats are counted from scratch"
                 );
-                DedupState::default()
+                DedupState::saved([])
             }
         }
     }
@@ -979,7 +982,8 @@ impl Worker {
     /// Writes what the last deliveries settled: dead letters first, then
     /// completions in the log, then the counts, so that a count read says
     /// the store has it.
-    async fn record(&self, settled: &mut Settled, dedup: &mut DedupState) {
+    async fn record(&self, state: &mut Loop) {
+        let (settled, dedup) = (&mut state.settled, &mut state.dedup);
         if let (Some(store), true) = (&self.aftercare.routing_store, dedup.has_changes()) {
             // Before the completions: a repeat is counted before its record
             // in the log is done with.
@@ -1035,6 +1039,7 @@ impl Worker {
             stats.suppressed += settled.suppressed;
             stats.digests += settled.digests;
             stats.grouped += settled.grouped;
+            stats.held = state.groups.held() as u64;
         }
         settled.outcomes.clear();
         (

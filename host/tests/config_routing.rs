@@ -1,8 +1,10 @@
 //! The routing keys of the config file (`events`, `exclude_events`,
 //! `min_severity`, `require_severity`, `tables`, `columns`, `rate_limit`,
-//! and `[hooks] enabled`): read from a file per plugin, built into each
-//! plugin's route filter and limits, and refused with the file, line,
-//! column and accepted values when malformed.
+//! the alert hygiene keys `dedup_key`, `dedup_window`,
+//! `renotify_on_change`, `group_by`, `group_wait`, `group_interval`, and
+//! `[hooks] enabled`): read from a file per plugin, built into each
+//! plugin's route filter, limits and hygiene, and refused with the file,
+//! line, column and accepted values when malformed.
 
 use std::path::Path;
 use std::time::Duration;
@@ -252,5 +254,136 @@ fn hooks_enabled_false_leaves_every_plugin_disabled() {
         assert!(config.hooks_enabled(), "{hooks:?}");
         assert!(!config.is_enabled("slack"), "{hooks:?}");
         assert!(config.is_enabled("sql"), "{hooks:?}");
+    }
+}
+
+#[test]
+fn every_hygiene_key_is_read_from_a_file_and_left_out_ones_take_their_defaults() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("hookhost.toml");
+    std::fs::write(
+        &path,
+        r#"
+[plugins.slack]
+dedup_key = "{{ event_type }}:{{ metadata.table }}:{{ metadata.column }}:{{ metadata.metric }}"
+dedup_window = "2h"
+renotify_on_change = true
+
+[plugins.email]
+group_by = ["metadata.table", "event_type"]
+group_wait = "10s"
+group_interval = "15m"
+
+[plugins.pager]
+dedup_key = "{{ event_type }}"
+
+[plugins.digest]
+group_by = ["severity"]
+"#,
+    )
+    .unwrap();
+    let config = Config::from_file(&path).unwrap();
+    let event = drift("orders", "high");
+
+    let slack = config.hygiene_for("slack");
+    let dedup = slack.dedup.as_ref().expect("slack deduplicates");
+    assert_eq!(
+        (dedup.window, dedup.renotify_on_change),
+        (Duration::from_secs(7200), true)
+    );
+    assert_eq!(
+        dedup.key(&event).unwrap(),
+        "DataDriftDetected:orders:amount:mean"
+    );
+    assert!(slack.group.is_none());
+
+    let email = config.hygiene_for("email");
+    let group = email.group.as_ref().expect("email groups");
+    assert_eq!(group.paths(), ["metadata.table", "event_type"]);
+    assert_eq!(
+        (group.wait, group.interval),
+        (Duration::from_secs(10), Duration::from_secs(900))
+    );
+    assert_eq!(group.key(&event), ["orders", "DataDriftDetected"]);
+    assert!(email.dedup.is_none());
+
+    // Defaults: a one-hour window without renotifying; a 30 s wait and a
+    // 5 min interval.
+    let pager = config.hygiene_for("pager");
+    let dedup = pager.dedup.as_ref().expect("pager deduplicates");
+    assert_eq!(
+        (dedup.window, dedup.renotify_on_change),
+        (Duration::from_secs(3600), false)
+    );
+    let digest = config.hygiene_for("digest");
+    let group = digest.group.as_ref().expect("digest groups");
+    assert_eq!(
+        (group.wait, group.interval),
+        (Duration::from_secs(30), Duration::from_secs(300))
+    );
+    assert_eq!(group.key(&event), ["high"]);
+
+    let none = config.hygiene_for("sql");
+    assert!(none.dedup.is_none() && none.group.is_none());
+}
+
+#[test]
+fn bad_hygiene_keys_are_refused_with_the_file_the_line_and_the_key() {
+    // (file text, line at fault, what the message names)
+    let cases: &[(&str, usize, &[&str])] = &[
+        (
+            "[plugins.a]\nfuel = 5\ndedup_key = \"{{ metadata.table \"\n",
+            3,
+            &["dedup_key", "template"],
+        ),
+        (
+            "[plugins.a]\ndedup_key = \"{{ event_type }}\"\ndedup_window = \"1x\"\n",
+            3,
+            &["dedup_window", "\"1x\""],
+        ),
+        (
+            "[plugins.a]\ndedup_key = \"{{ event_type }}\"\n\ndedup_window = \"0s\"\n",
+            4,
+            &["dedup_window", "out of range"],
+        ),
+        (
+            "[plugins.a]\ngroup_by = [\"metadata.table\", \"table\"]\n",
+            2,
+            &["group_by", "\"table\"", "metadata.<key>"],
+        ),
+        (
+            "[plugins.a]\nfuel = 5\ndedup_window = \"10m\"\n",
+            3,
+            &["dedup_window", "dedup_key"],
+        ),
+        (
+            "[plugins.a]\nrenotify_on_change = true\n",
+            2,
+            &["renotify_on_change", "dedup_key"],
+        ),
+        (
+            "[plugins.a]\n\ngroup_wait = \"10s\"\n",
+            3,
+            &["group_wait", "group_by"],
+        ),
+        (
+            "[plugins.a]\ngroup_by = [\"metadata.table\"]\ngroup_interval = \"5 fortnights\"\n",
+            3,
+            &["group_interval"],
+        ),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("hookhost.toml");
+    for (toml, line, named) in cases {
+        std::fs::write(&path, toml).unwrap();
+        let err = Config::from_file(&path).unwrap_err().to_string();
+        let place = format!("{}:{line}:", path.display());
+        assert!(
+            err.starts_with(&place),
+            "{toml}\n  got: {err}\n want: {place}..."
+        );
+        for name in *named {
+            assert!(err.contains(name), "{toml}\n  got: {err}\n want: {name}");
+        }
     }
 }

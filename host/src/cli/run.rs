@@ -267,7 +267,9 @@ async fn finish(
     // reading the counts, and shut down once nothing is left.
     let deadline = Instant::now() + drain;
     let mut left = host.unfinished();
-    while left.iter().any(|plugin| plugin.unfinished > 0) && Instant::now() < deadline {
+    // Events held in open groups are not waited for: shutting down
+    // delivers their groups at once.
+    while left.iter().any(|plugin| plugin.unfinished > plugin.held) && Instant::now() < deadline {
         tokio::select! {
             _ = tokio::time::sleep(DRAIN_POLL) => {}
             _ = interrupts.recv() => {

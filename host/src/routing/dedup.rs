@@ -25,6 +25,7 @@ use serde_json::{Map, Value};
 use sha2::{Digest as _, Sha256};
 
 use crate::bindings::Event;
+use crate::routing::key_template::KeyTemplate;
 use crate::routing::severity_rank;
 
 /// Keys one plugin remembers at most. A key costs about a hundred bytes
@@ -47,6 +48,8 @@ pub struct DedupRule {
     /// The template as written.
     written: String,
     env: Arc<Environment<'static>>,
+    /// The template's fast form, when it is only text and fields.
+    fast: Option<Arc<KeyTemplate>>,
     /// How long after an event of a key is let through its repeats are
     /// suppressed.
     pub window: Duration,
@@ -90,6 +93,7 @@ impl DedupRule {
         Ok(DedupRule {
             written: template.to_owned(),
             env: Arc::new(env),
+            fast: KeyTemplate::parse(template).map(Arc::new),
             window,
             renotify_on_change,
         })
@@ -106,6 +110,19 @@ impl DedupRule {
     /// the wrong type, say) is returned for the worker to log; the event is
     /// then delivered as if it had no key.
     pub fn key(&self, event: &Event) -> Result<String, String> {
+        let rendered = match self.fast.as_ref().and_then(|fast| fast.render(event)) {
+            Some(key) => key,
+            None => self.render(event)?,
+        };
+        if rendered.len() <= MAX_KEY_BYTES {
+            return Ok(rendered);
+        }
+        let hash = Sha256::digest(rendered.as_bytes());
+        Ok(format!("sha256:{}", hex(&hash)))
+    }
+
+    /// The template rendered by minijinja (the fast form's reference).
+    pub(crate) fn render(&self, event: &Event) -> Result<String, String> {
         let metadata: Value = match serde_json::from_str(&event.metadata) {
             Ok(value @ Value::Object(_)) => value,
             _ => Value::Object(Map::new()),
@@ -114,19 +131,13 @@ impl DedupRule {
             event_id => &event.id,
             event_type => &event.event_type,
             timestamp => &event.timestamp,
-            severity => event.severity.map(|s| s.to_string()),
+            severity => event.severity.map(|s| s.to_string()).unwrap_or_default(),
             metadata => metadata,
         };
-        let key = self
-            .env
+        self.env
             .get_template(TEMPLATE)
             .and_then(|template| template.render(context))
-            .map_err(|err| format!("dedup_key could not be rendered: {err}"))?;
-        if key.len() <= MAX_KEY_BYTES {
-            return Ok(key);
-        }
-        let hash = Sha256::digest(key.as_bytes());
-        Ok(format!("sha256:{}", hex(&hash)))
+            .map_err(|err| format!("dedup_key could not be rendered: {err}"))
     }
 }
 
@@ -165,20 +176,32 @@ pub enum Verdict {
     Suppress,
 }
 
-/// One plugin's keys, and which of them changed since they were last
-/// saved.
+/// One plugin's keys and, when they are saved, which of them changed
+/// since they last were.
 #[derive(Debug, Default)]
 pub struct DedupState {
     entries: HashMap<String, DedupEntry>,
+    /// Whether changes are noted for [`take_changes`](Self::take_changes):
+    /// only for state kept in a store, so that without one nothing grows
+    /// with the keys ever seen.
+    saved: bool,
     changed: HashSet<String>,
 }
 
 impl DedupState {
-    /// State holding `entries`, as loaded from the routing store.
-    pub fn with_entries(entries: impl IntoIterator<Item = (String, DedupEntry)>) -> DedupState {
+    /// State kept in the routing store, holding the `entries` loaded from
+    /// it; its changes are noted for saving.
+    pub fn saved(entries: impl IntoIterator<Item = (String, DedupEntry)>) -> DedupState {
         DedupState {
             entries: entries.into_iter().collect(),
+            saved: true,
             changed: HashSet::new(),
+        }
+    }
+
+    fn note(&mut self, key: String) {
+        if self.saved {
+            self.changed.insert(key);
         }
     }
 
@@ -209,7 +232,7 @@ impl DedupState {
                 let rose = rule.renotify_on_change && severity > entry.severity;
                 if within && !rose {
                     entry.suppressed = entry.suppressed.saturating_add(1);
-                    self.changed.insert(key);
+                    self.note(key);
                     return Verdict::Suppress;
                 }
                 entry.suppressed
@@ -219,17 +242,17 @@ impl DedupState {
                 0
             }
         };
-        self.entries.insert(
-            key.clone(),
-            DedupEntry {
-                let_through_ms: now_ms,
-                severity,
-                suppressed: 0,
-                event_id: event.id.clone(),
-                carried,
-            },
-        );
-        self.changed.insert(key);
+        let entry = DedupEntry {
+            let_through_ms: now_ms,
+            severity,
+            suppressed: 0,
+            event_id: event.id.clone(),
+            carried,
+        };
+        if self.saved {
+            self.changed.insert(key.clone());
+        }
+        self.entries.insert(key, entry);
         Verdict::Deliver {
             suppressed: carried,
         }
@@ -262,7 +285,9 @@ impl DedupState {
                 forgotten.push(key);
             }
         }
-        self.changed.extend(forgotten);
+        for key in forgotten {
+            self.note(key);
+        }
     }
 
     /// The keys changed since the last call, each with what to save
@@ -346,7 +371,7 @@ mod tests {
     #[test]
     fn repeats_within_the_window_are_suppressed_and_counted_into_the_next() {
         let rule = rule(false);
-        let mut state = DedupState::default();
+        let mut state = DedupState::saved([]);
         let first = event("1", "orders", Some(Severity::High));
         assert_eq!(
             check(&mut state, &rule, &first, 0),
@@ -372,6 +397,15 @@ mod tests {
         assert_eq!(check(&mut state, &rule, &repeat, 60_001), Verdict::Suppress);
         let changes = state.take_changes();
         assert_eq!(changes.len(), 2, "{changes:?}");
+        assert!(!state.has_changes());
+    }
+
+    #[test]
+    fn state_without_a_store_notes_no_changes() {
+        let rule = rule(false);
+        let mut state = DedupState::default();
+        check(&mut state, &rule, &event("1", "t", None), 0);
+        check(&mut state, &rule, &event("2", "t", None), 1);
         assert!(!state.has_changes());
     }
 
@@ -417,14 +451,14 @@ mod tests {
     #[test]
     fn state_loaded_from_the_store_keeps_suppressing() {
         let rule = rule(false);
-        let mut state = DedupState::default();
+        let mut state = DedupState::saved([]);
         check(&mut state, &rule, &event("1", "t", None), 0);
         let saved: Vec<(String, DedupEntry)> = state
             .take_changes()
             .into_iter()
             .map(|(key, entry)| (key, entry.unwrap()))
             .collect();
-        let mut restarted = DedupState::with_entries(saved);
+        let mut restarted = DedupState::saved(saved);
         assert_eq!(restarted.len(), 1);
         assert_eq!(
             check(&mut restarted, &rule, &event("2", "t", None), 1_000),
@@ -435,7 +469,7 @@ mod tests {
     #[test]
     fn past_the_key_limit_expired_keys_go_first() {
         let rule = DedupRule::new("{{ event_id }}", Duration::from_secs(1), false).unwrap();
-        let mut state = DedupState::default();
+        let mut state = DedupState::saved([]);
         for i in 0..MAX_KEYS {
             check(&mut state, &rule, &event(&i.to_string(), "t", None), 0);
         }

@@ -43,6 +43,7 @@ pub mod dedup;
 pub mod digest;
 pub mod filter;
 pub mod group;
+mod key_template;
 pub mod rate;
 pub mod store;
 
