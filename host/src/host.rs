@@ -22,6 +22,7 @@ use crate::plugin::{self, LoadError};
 use crate::printable;
 use crate::queue::QueueError;
 use crate::registry::{PluginSummary, Registry, ReloadStats, Route, Unfinished};
+use crate::routing::dedup::RenderedKey;
 use crate::routing::filter::MetadataNames;
 use crate::routing::store::{RoutingStore, RoutingStoreError};
 use crate::routing::Skip;
@@ -466,6 +467,27 @@ fn route<'r>(
     (targets, skipped)
 }
 
+/// The `dedup_key` of `event` for each of `routes` that has one, rendered
+/// once per template however many plugins share it; the workers decide.
+/// A template that fails to render leaves it to the worker, which logs why.
+fn rendered_keys(routes: &[&Arc<Route>], event: &Event) -> SmallVec<[Option<RenderedKey>; 8]> {
+    let mut keys: SmallVec<[Option<RenderedKey>; 8]> = SmallVec::with_capacity(routes.len());
+    for route in routes {
+        let rendered = route.dedup.as_ref().and_then(|rule| {
+            let done = keys.iter().flatten().find(|key| key.rule == rule.id());
+            match done {
+                Some(key) => Some(*key),
+                None => rule.key(event).ok().map(|key| RenderedKey {
+                    rule: rule.id(),
+                    key,
+                }),
+            }
+        });
+        keys.push(rendered);
+    }
+    keys
+}
+
 /// Room for an event of `size` in a `wait` plugin's queue, blocking the
 /// thread until there is some. On a tokio worker thread the wait is
 /// announced to tokio (`block_in_place`), so the plugin's worker keeps
@@ -739,9 +761,12 @@ impl Host {
             for (route, _) in skipped {
                 route.filtered.fetch_add(1, Ordering::Relaxed);
             }
+            let keys = rendered_keys(&routes, &event);
             let event = Arc::new(event);
-            for (reservation, route) in reservations.into_iter().zip(routes.iter()) {
-                let delivery = Delivery::new(event.clone(), seq, size);
+            let targets = reservations.into_iter().zip(routes.iter()).zip(keys);
+            for ((reservation, route), rendered) in targets {
+                let mut delivery = Delivery::new(event.clone(), seq, size);
+                delivery.rendered = rendered;
                 requeue_dropped(route, reservation.push(Job::Event(delivery)));
                 route.accepted.fetch_add(1, Ordering::Relaxed);
             }
@@ -801,9 +826,12 @@ impl Host {
                     .push((route.name.to_string(), skip.to_string()));
             }
         }
+        let keys = rendered_keys(&routes, &event);
         let event = Arc::new(event);
-        for (reservation, route) in reservations.into_iter().zip(routes.iter()) {
+        let targets = reservations.into_iter().zip(routes.iter()).zip(keys);
+        for ((reservation, route), rendered) in targets {
             let mut delivery = Delivery::new(event.clone(), seq, size);
+            delivery.rendered = rendered;
             if with_report {
                 let (sender, receiver) = oneshot::channel();
                 report.waiting.push((route.name.clone(), receiver));

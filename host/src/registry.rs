@@ -20,7 +20,7 @@ use crate::outcome::PluginStats;
 use crate::plugin::LoadedPlugin;
 use crate::queue::PluginQueue;
 use crate::routing::store::RoutingStore;
-use crate::routing::RouteFilter;
+use crate::routing::{DedupRule, RouteFilter};
 use crate::worker::{Aftercare, Job, Worker};
 
 /// Where events for one plugin go.
@@ -49,6 +49,9 @@ pub(crate) struct Route {
     pub(crate) filter: Arc<RouteFilter>,
     /// Events its filter kept from it, across reconfigurations.
     pub(crate) filtered: Arc<AtomicU64>,
+    /// Its `dedup_key`, for dispatch to render each event's key once for
+    /// every plugin with the same template (the worker decides).
+    pub(crate) dedup: Option<DedupRule>,
 }
 
 /// Every plugin's route, sorted by name.
@@ -217,6 +220,7 @@ impl Registry {
             accepted: Arc::new(AtomicU64::new(0)),
             filter: config.route_filter(&plugin.name),
             filtered: Arc::new(AtomicU64::new(0)),
+            dedup: config.hygiene_for(&plugin.name).dedup.clone(),
         });
         let worker = Worker {
             grants: config.grants_for(
@@ -349,14 +353,16 @@ impl Registry {
         let _ = route.queue.push_unbounded(job);
     }
 
-    /// Routes the next events to plugin `name` by the filter `config` gives
-    /// it.
+    /// Routes the next events to plugin `name` by the filter and
+    /// `dedup_key` `config` gives it.
     pub(crate) fn refilter(&self, name: &str, config: &Config) {
         let filter = config.route_filter(name);
+        let dedup = config.hygiene_for(name).dedup.clone();
         self.publish(|routes| {
             for route in routes.iter_mut().filter(|r| &*r.name == name) {
                 *route = Arc::new(Route {
                     filter: filter.clone(),
+                    dedup: dedup.clone(),
                     ..(**route).clone()
                 });
             }

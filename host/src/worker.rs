@@ -38,7 +38,7 @@ use crate::outcome::{Failure, FailureClass, Fate, Outcome, PluginStats};
 use crate::plugin::LoadedPlugin;
 use crate::printable::escape_controls;
 use crate::queue::{PluginQueue, Queued};
-use crate::routing::dedup::{DedupState, Verdict};
+use crate::routing::dedup::{DedupState, RenderedKey, Verdict};
 use crate::routing::digest::digest;
 use crate::routing::group::Groups;
 use crate::routing::rate::RateLimiter;
@@ -125,6 +125,8 @@ pub(crate) struct Delivery {
     /// The last failure and when the first happened, once one has.
     pub(crate) failed: Option<(Failure, SystemTime)>,
     pub(crate) mode: Mode,
+    /// Its `dedup_key` as dispatch rendered it, if the plugin has one.
+    pub(crate) rendered: Option<RenderedKey>,
     /// Repeats of its `dedup_key` suppressed before it, told to the hook
     /// through `delivery.suppressed` (for a digest, its events' sum).
     pub(crate) suppressed: u32,
@@ -145,6 +147,7 @@ impl Delivery {
             bytes,
             failed: None,
             mode: Mode::Normal,
+            rendered: None,
             suppressed: 0,
             members: Vec::new(),
         }
@@ -399,6 +402,7 @@ impl Worker {
     /// first.
     fn admit(&self, state: &mut Loop, taken: &mut Vec<Job>) {
         let now = Instant::now();
+        let now_ms = chrono::Utc::now().timestamp_millis();
         let mut hygiene = state.hygiene.clone();
         for job in taken.drain(..) {
             match job {
@@ -408,7 +412,7 @@ impl Worker {
                         && delivery.members.is_empty() =>
                 {
                     let delivery = match &hygiene.dedup {
-                        Some(rule) => self.deduplicate(state, rule, delivery),
+                        Some(rule) => self.deduplicate(state, rule, delivery, now_ms),
                         None => Some(delivery),
                     };
                     match (delivery, &hygiene.group) {
@@ -454,8 +458,10 @@ impl Worker {
         state: &mut Loop,
         rule: &DedupRule,
         mut delivery: Delivery,
+        now_ms: i64,
     ) -> Option<Delivery> {
-        let key = match rule.key(&delivery.event) {
+        let rendered = delivery.rendered.filter(|r| r.rule == rule.id());
+        let key = match rendered.map_or_else(|| rule.key(&delivery.event), |r| Ok(r.key)) {
             Ok(key) => key,
             Err(err) => {
                 if let Admit::Log { .. } = self.log_limit.admit(Instant::now()) {
@@ -468,7 +474,6 @@ impl Worker {
                 return Some(delivery);
             }
         };
-        let now_ms = chrono::Utc::now().timestamp_millis();
         match state.dedup.check(rule, key, &delivery.event, now_ms) {
             Verdict::Deliver { suppressed } => {
                 delivery.suppressed = suppressed;

@@ -9,6 +9,7 @@
 use std::path::Path;
 use std::time::Duration;
 
+use hookhost::routing::dedup::DedupKey;
 use hookhost::routing::RateLimit;
 use hookhost::{Config, Event, Severity};
 
@@ -293,7 +294,7 @@ group_by = ["severity"]
     );
     assert_eq!(
         dedup.key(&event).unwrap(),
-        "DataDriftDetected:orders:amount:mean"
+        DedupKey::of("DataDriftDetected:orders:amount:mean")
     );
     assert!(slack.group.is_none());
 

@@ -636,11 +636,12 @@ impl Config {
         }
     }
 
-    /// Whether plugin `name`'s route filter differs between `self` and
-    /// `other` (its `rate_limit` is part of [`Config::limits_for`], compared
-    /// with the other limits).
+    /// Whether plugin `name`'s route filter or `dedup_key` differs between
+    /// `self` and `other` (its `rate_limit` is part of
+    /// [`Config::limits_for`], compared with the other limits).
     pub fn routing_differs(&self, other: &Config, name: &str) -> bool {
         *self.route_filter(name) != *other.route_filter(name)
+            || self.hygiene_for(name).dedup != other.hygiene_for(name).dedup
     }
 
     /// What plugin `name` may reach over HTTP (nothing unless granted).

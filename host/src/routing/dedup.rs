@@ -9,35 +9,36 @@
 //! [`DedupRule`] is the configuration, compiled once; [`DedupState`] is one
 //! plugin's memory of keys, kept by its worker (which sees the plugin's
 //! events one at a time, in order, so no lock is needed) and, with a data
-//! directory, saved in the routing store (`routing::store`).
+//! directory, saved in the routing store (`routing::store`). A key is kept
+//! as the 128-bit XXH3 hash of its text ([`DedupKey`]): a fixed 16 bytes
+//! whatever the template renders, the same in every process, and with a
+//! hundred thousand keys a chance of two colliding below 10^-28.
 //!
 //! The window starts when an event is let through to the worker's
 //! delivery, whatever that delivery's outcome: an alert that ends in the
 //! dead letters still silences its repeats, and a replay delivers it.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt;
+use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
 
 use minijinja::{Environment, UndefinedBehavior};
 use serde_json::{Map, Value};
-use sha2::{Digest as _, Sha256};
+use xxhash_rust::xxh3::{xxh3_128, xxh3_64};
 
 use crate::bindings::Event;
 use crate::routing::key_template::KeyTemplate;
 use crate::routing::severity_rank;
 
-/// Keys one plugin remembers at most. A key costs about a hundred bytes
-/// plus its text; a hundred thousand of them is a few tens of MiB at worst.
-/// Past it, keys whose window has passed are forgotten first, then the
-/// oldest: forgetting a key can only let a repeat through, never lose one.
+/// Keys one plugin remembers at most. A key costs under a hundred bytes
+/// (its hash, its entry, the map's links); a hundred thousand of them is a
+/// few MiB.
+/// Past it, the key let through longest ago is forgotten (its window is the
+/// first to pass): forgetting a key can only let a repeat through, never
+/// lose one.
 pub const MAX_KEYS: usize = 100_000;
-
-/// Longest key kept as written, in bytes; a longer one is kept as its
-/// SHA-256, so a template over a large metadata value cannot make the host
-/// hold that value once per key.
-pub const MAX_KEY_BYTES: usize = 256;
 
 /// The template's name inside its environment.
 const TEMPLATE: &str = "dedup_key";
@@ -50,6 +51,9 @@ pub struct DedupRule {
     env: Arc<Environment<'static>>,
     /// The template's fast form, when it is only text and fields.
     fast: Option<Arc<KeyTemplate>>,
+    /// The XXH3-64 of the template: a key rendered by a rule with the same
+    /// id is the key this rule renders.
+    id: u64,
     /// How long after an event of a key is let through its repeats are
     /// suppressed.
     pub window: Duration,
@@ -94,6 +98,7 @@ impl DedupRule {
             written: template.to_owned(),
             env: Arc::new(env),
             fast: KeyTemplate::parse(template).map(Arc::new),
+            id: xxh3_64(template.as_bytes()),
             window,
             renotify_on_change,
         })
@@ -104,21 +109,29 @@ impl DedupRule {
         &self.written
     }
 
+    /// What tells this rule's template from another's (see
+    /// [`RenderedKey`]).
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
     /// The key of `event`: the template rendered with `event_id`,
     /// `event_type`, `timestamp`, `severity` and `metadata` (the object),
-    /// cut to its SHA-256 past [`MAX_KEY_BYTES`]. An error (a filter given
-    /// the wrong type, say) is returned for the worker to log; the event is
-    /// then delivered as if it had no key.
-    pub fn key(&self, event: &Event) -> Result<String, String> {
-        let rendered = match self.fast.as_ref().and_then(|fast| fast.render(event)) {
-            Some(key) => key,
-            None => self.render(event)?,
-        };
-        if rendered.len() <= MAX_KEY_BYTES {
-            return Ok(rendered);
+    /// hashed. An error (a filter given the wrong type, say) is returned for
+    /// the worker to log; the event is then delivered as if it had no key.
+    pub fn key(&self, event: &Event) -> Result<DedupKey, String> {
+        thread_local! {
+            /// The fast form renders here: no allocation per event.
+            static KEY: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
         }
-        let hash = Sha256::digest(rendered.as_bytes());
-        Ok(format!("sha256:{}", hex(&hash)))
+        if let Some(fast) = &self.fast {
+            let rendered =
+                KEY.with_borrow_mut(|key| fast.render_into(event, key).map(|()| DedupKey::of(key)));
+            if let Some(key) = rendered {
+                return Ok(key);
+            }
+        }
+        Ok(DedupKey::of(&self.render(event)?))
     }
 
     /// The template rendered by minijinja (the fast form's reference).
@@ -141,8 +154,39 @@ impl DedupRule {
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+/// A rendered key, as its 128-bit XXH3 hash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct DedupKey(pub u128);
+
+impl DedupKey {
+    /// The key whose text is `rendered`.
+    pub fn of(rendered: &str) -> DedupKey {
+        DedupKey(xxh3_128(rendered.as_bytes()))
+    }
+}
+
+impl fmt::Display for DedupKey {
+    /// 32 hex digits, as the routing store keeps it.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:032x}", self.0)
+    }
+}
+
+/// A key rendered ahead of the worker, by the rule with id `rule`: dispatch
+/// renders an event's key once for all the plugins whose `dedup_key` is
+/// the same template, and each worker uses it if its rule is still that
+/// one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RenderedKey {
+    /// [`DedupRule::id`] of the rule that rendered it.
+    pub rule: u64,
+    /// The key.
+    pub key: DedupKey,
+}
+
+/// An event id as a key's entry remembers it: its 64-bit XXH3 hash.
+fn id_hash(id: &str) -> u64 {
+    xxh3_64(id.as_bytes())
 }
 
 /// What the plugin remembers of one key.
@@ -155,10 +199,10 @@ pub struct DedupEntry {
     pub severity: Option<u8>,
     /// Repeats suppressed since.
     pub suppressed: u32,
-    /// That event's id: the same event delivered again (recovered from the
-    /// write-ahead log after a crash) is let through again, not suppressed
-    /// as its own repeat.
-    pub event_id: String,
+    /// That event's id (its 64-bit XXH3 hash): the same event delivered
+    /// again (recovered from the write-ahead log after a crash) is let
+    /// through again, not suppressed as its own repeat.
+    pub event_id: u64,
     /// The count that event carried.
     pub carried: u32,
 }
@@ -176,30 +220,49 @@ pub enum Verdict {
     Suppress,
 }
 
-/// One plugin's keys and, when they are saved, which of them changed
+/// One plugin's keys, and, when they are saved, which of them changed
 /// since they last were.
 #[derive(Debug, Default)]
 pub struct DedupState {
-    entries: HashMap<String, DedupEntry>,
+    entries: HashMap<DedupKey, Remembered, KeyHash>,
+    /// The keys in the order they were let through, each with its turn:
+    /// an item whose turn is no longer its key's is stale and skipped. The
+    /// oldest is forgotten first past [`MAX_KEYS`].
+    order: VecDeque<(DedupKey, u64)>,
+    /// The next turn.
+    turn: u64,
     /// Whether changes are noted for [`take_changes`](Self::take_changes):
     /// only for state kept in a store, so that without one nothing grows
     /// with the keys ever seen.
     saved: bool,
-    changed: HashSet<String>,
+    changed: HashSet<DedupKey, KeyHash>,
+}
+
+/// A key's entry and when, in let-through order, it was let through.
+#[derive(Debug)]
+struct Remembered {
+    entry: DedupEntry,
+    turn: u64,
 }
 
 impl DedupState {
     /// State kept in the routing store, holding the `entries` loaded from
     /// it; its changes are noted for saving.
-    pub fn saved(entries: impl IntoIterator<Item = (String, DedupEntry)>) -> DedupState {
-        DedupState {
-            entries: entries.into_iter().collect(),
+    pub fn saved(entries: impl IntoIterator<Item = (DedupKey, DedupEntry)>) -> DedupState {
+        let mut entries: Vec<(DedupKey, DedupEntry)> = entries.into_iter().collect();
+        entries.sort_by_key(|(_, entry)| entry.let_through_ms);
+        let mut state = DedupState {
             saved: true,
-            changed: HashSet::new(),
+            ..DedupState::default()
+        };
+        for (key, entry) in entries {
+            state.remember(key, entry);
         }
+        state.changed.clear();
+        state
     }
 
-    fn note(&mut self, key: String) {
+    fn note(&mut self, key: DedupKey) {
         if self.saved {
             self.changed.insert(key);
         }
@@ -217,11 +280,18 @@ impl DedupState {
 
     /// Decides on `event`, whose key is `key`, at `now_ms` (Unix
     /// milliseconds), and remembers the decision.
-    pub fn check(&mut self, rule: &DedupRule, key: String, event: &Event, now_ms: i64) -> Verdict {
+    pub fn check(
+        &mut self,
+        rule: &DedupRule,
+        key: DedupKey,
+        event: &Event,
+        now_ms: i64,
+    ) -> Verdict {
         let window_ms = i64::try_from(rule.window.as_millis()).unwrap_or(i64::MAX);
         let severity = event.severity.map(severity_rank);
-        let carried = match self.entries.get_mut(&key) {
-            Some(entry) if entry.event_id == event.id => {
+        let event_id = id_hash(&event.id);
+        let carried = match self.entries.get_mut(&key).map(|r| &mut r.entry) {
+            Some(entry) if entry.event_id == event_id => {
                 // The event let through, delivered again after a restart.
                 return Verdict::Deliver {
                     suppressed: entry.carried,
@@ -237,74 +307,103 @@ impl DedupState {
                 }
                 entry.suppressed
             }
-            None => {
-                self.make_room(now_ms, window_ms);
-                0
-            }
+            None => 0,
         };
         let entry = DedupEntry {
             let_through_ms: now_ms,
             severity,
             suppressed: 0,
-            event_id: event.id.clone(),
+            event_id,
             carried,
         };
-        if self.saved {
-            self.changed.insert(key.clone());
-        }
-        self.entries.insert(key, entry);
+        self.remember(key, entry);
         Verdict::Deliver {
             suppressed: carried,
         }
     }
 
-    /// Below [`MAX_KEYS`] for one more key: forgets the keys whose window
-    /// has passed and that hold no count, then, if that is not enough, the
-    /// tenth of the keys let through longest ago.
-    fn make_room(&mut self, now_ms: i64, window_ms: i64) {
-        if self.entries.len() < MAX_KEYS {
-            return;
-        }
-        let mut forgotten = Vec::new();
-        self.entries.retain(|key, entry| {
-            let keep = entry.suppressed > 0 || now_ms < entry.let_through_ms + window_ms;
-            if !keep {
-                forgotten.push(key.clone());
+    /// Remembers `entry` for `key` as the key let through last, forgetting
+    /// the key let through longest ago past [`MAX_KEYS`].
+    fn remember(&mut self, key: DedupKey, entry: DedupEntry) {
+        let turn = self.turn;
+        self.turn += 1;
+        let fresh = self
+            .entries
+            .insert(key, Remembered { entry, turn })
+            .is_none();
+        self.order.push_back((key, turn));
+        self.note(key);
+        if fresh {
+            while self.entries.len() > MAX_KEYS {
+                self.forget_oldest();
             }
-            keep
-        });
-        if self.entries.len() >= MAX_KEYS {
-            let mut by_age: Vec<(i64, String)> = self
-                .entries
-                .iter()
-                .map(|(key, entry)| (entry.let_through_ms, key.clone()))
-                .collect();
-            by_age.sort_unstable();
-            for (_, key) in by_age.into_iter().take(MAX_KEYS / 10) {
+        }
+        // Stale items (keys let through again) are dropped now and then,
+        // so the order stays within twice the keys.
+        if self.order.len() > 2 * self.entries.len() + 1024 {
+            let entries = &self.entries;
+            self.order
+                .retain(|(key, turn)| entries.get(key).is_some_and(|r| r.turn == *turn));
+        }
+    }
+
+    fn forget_oldest(&mut self) {
+        while let Some((key, turn)) = self.order.pop_front() {
+            if self.entries.get(&key).is_some_and(|r| r.turn == turn) {
                 self.entries.remove(&key);
-                forgotten.push(key);
+                self.note(key);
+                return;
             }
-        }
-        for key in forgotten {
-            self.note(key);
         }
     }
 
     /// The keys changed since the last call, each with what to save
     /// (`None`: forget it).
-    pub fn take_changes(&mut self) -> Vec<(String, Option<DedupEntry>)> {
+    pub fn take_changes(&mut self) -> Vec<(DedupKey, Option<DedupEntry>)> {
+        let entries = &self.entries;
         self.changed
             .drain()
-            .map(|key| {
-                let entry = self.entries.get(&key).cloned();
-                (key, entry)
-            })
+            .map(|key| (key, entries.get(&key).map(|r| r.entry.clone())))
             .collect()
     }
 
     /// Whether any key changed since the last [`take_changes`](Self::take_changes).
     pub fn has_changes(&self) -> bool {
         !self.changed.is_empty()
+    }
+}
+
+/// Hashes a [`DedupKey`] as its low 64 bits: it is a hash already.
+#[derive(Debug, Clone, Copy, Default)]
+struct KeyHash;
+
+impl BuildHasher for KeyHash {
+    type Hasher = KeyHasher;
+
+    fn build_hasher(&self) -> KeyHasher {
+        KeyHasher(0)
+    }
+}
+
+/// See [`KeyHash`].
+#[derive(Debug)]
+struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write_u128(&mut self, value: u128) {
+        self.0 = value as u64;
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Not reached for a `DedupKey` (its `Hash` writes one `u128`); any
+        // other bytes are folded in, FNV-1a style.
+        for byte in bytes {
+            self.0 = (self.0 ^ u64::from(*byte)).wrapping_mul(0x100_0000_01b3);
+        }
     }
 }
 
@@ -343,13 +442,13 @@ mod tests {
         let drift = event("a", "orders", Some(Severity::High));
         assert_eq!(
             rule.key(&drift).unwrap(),
-            "DataDriftDetected:orders:amount:mean"
+            DedupKey::of("DataDriftDetected:orders:amount:mean")
         );
         let nested = DedupRule::new("{{ metadata.x.y }}|{{ severity }}", Duration::ZERO, false)
             .unwrap()
             .key(&drift)
             .unwrap();
-        assert_eq!(nested, "|high");
+        assert_eq!(nested, DedupKey::of("|high"));
     }
 
     #[test]
@@ -362,10 +461,16 @@ mod tests {
     }
 
     #[test]
-    fn a_long_key_is_kept_as_its_hash() {
+    fn a_key_is_kept_as_the_hash_of_its_text() {
         let rule = DedupRule::new("{{ metadata.table }}", Duration::ZERO, false).unwrap();
         let key = rule.key(&event("a", &"t".repeat(1000), None)).unwrap();
-        assert!(key.starts_with("sha256:") && key.len() == 7 + 64, "{key}");
+        assert_eq!(key, DedupKey::of(&"t".repeat(1000)));
+        assert_eq!(key.to_string().len(), 32);
+        // The same in every process: XXH3-128 of the text.
+        assert_eq!(
+            DedupKey::of("orders").to_string(),
+            format!("{:032x}", xxh3_128(b"orders"))
+        );
     }
 
     #[test]
@@ -453,7 +558,7 @@ mod tests {
         let rule = rule(false);
         let mut state = DedupState::saved([]);
         check(&mut state, &rule, &event("1", "t", None), 0);
-        let saved: Vec<(String, DedupEntry)> = state
+        let saved: Vec<(DedupKey, DedupEntry)> = state
             .take_changes()
             .into_iter()
             .map(|(key, entry)| (key, entry.unwrap()))
@@ -467,17 +572,43 @@ mod tests {
     }
 
     #[test]
-    fn past_the_key_limit_expired_keys_go_first() {
-        let rule = DedupRule::new("{{ event_id }}", Duration::from_secs(1), false).unwrap();
+    fn past_the_key_limit_the_key_let_through_longest_ago_goes() {
+        let rule = DedupRule::new("{{ event_id }}", Duration::from_secs(3_600), false).unwrap();
         let mut state = DedupState::saved([]);
         for i in 0..MAX_KEYS {
-            check(&mut state, &rule, &event(&i.to_string(), "t", None), 0);
+            check(
+                &mut state,
+                &rule,
+                &event(&i.to_string(), "t", None),
+                i as i64,
+            );
         }
-        assert_eq!(state.len(), MAX_KEYS);
+        // Key 0 let through again (a rule whose window has passed): now
+        // the newest.
+        let zero = DedupRule::new("0", Duration::from_millis(1), false).unwrap();
+        assert_eq!(
+            check(&mut state, &zero, &event("again", "t", None), 1_000_000),
+            Verdict::Deliver { suppressed: 0 }
+        );
         state.take_changes();
-        // Every key's window has passed: all are forgotten for the new one.
-        check(&mut state, &rule, &event("new", "t", None), 5_000);
-        assert_eq!(state.len(), 1);
-        assert_eq!(state.take_changes().len(), MAX_KEYS + 1);
+        check(&mut state, &rule, &event("new", "t", None), 1_000_001);
+        assert_eq!(state.len(), MAX_KEYS);
+        let changes = state.take_changes();
+        let forgotten: Vec<DedupKey> = changes
+            .iter()
+            .filter(|(_, entry)| entry.is_none())
+            .map(|(key, _)| *key)
+            .collect();
+        assert_eq!(
+            forgotten,
+            [DedupKey::of("1")],
+            "the oldest but the one let through again"
+        );
+        // Key 1 is forgotten: an event of it is let through, not suppressed.
+        let one = DedupRule::new("1", Duration::from_secs(3_600), false).unwrap();
+        assert_eq!(
+            check(&mut state, &one, &event("later", "t", None), 1_000_002),
+            Verdict::Deliver { suppressed: 0 }
+        );
     }
 }

@@ -14,6 +14,7 @@ use std::borrow::Cow;
 use std::fmt::{self, Write as _};
 
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use smallvec::SmallVec;
 
 use crate::bindings::Event;
 
@@ -86,17 +87,17 @@ impl KeyTemplate {
         Some(KeyTemplate { pieces, keys })
     }
 
-    /// The key of `event`, or `None` when minijinja must render it (a
-    /// named metadata value that is not a string, or metadata that is not
-    /// an object).
-    pub(crate) fn render(&self, event: &Event) -> Option<String> {
+    /// Writes the key of `event` to `key` (emptied first); `None` when
+    /// minijinja must render it (a named metadata value that is not a
+    /// string, or metadata that is not an object).
+    pub(crate) fn render_into(&self, event: &Event, key: &mut String) -> Option<()> {
+        key.clear();
         let values = if self.keys.is_empty() {
-            Vec::new()
+            SmallVec::new()
         } else {
             let mut json = serde_json::Deserializer::from_str(&event.metadata);
             Named(&self.keys).deserialize(&mut json).ok()?
         };
-        let mut key = String::with_capacity(64);
         for piece in &self.pieces {
             match piece {
                 Piece::Text(text) => key.push_str(text),
@@ -115,7 +116,14 @@ impl KeyTemplate {
                 },
             }
         }
-        Some(key)
+        Some(())
+    }
+
+    /// The key of `event` as a new string (see [`render_into`](Self::render_into)).
+    #[cfg(test)]
+    fn render(&self, event: &Event) -> Option<String> {
+        let mut key = String::new();
+        self.render_into(event, &mut key).map(|()| key)
     }
 }
 
@@ -149,8 +157,11 @@ enum Found<'a> {
 /// when the object is parsed whole), skipping the rest.
 struct Named<'k>(&'k [String]);
 
+/// The values a template reads: a handful, kept on the stack.
+type Values<'a> = SmallVec<[Found<'a>; 4]>;
+
 impl<'de> DeserializeSeed<'de> for Named<'_> {
-    type Value = Vec<Found<'de>>;
+    type Value = Values<'de>;
 
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
         d.deserialize_map(self)
@@ -158,14 +169,14 @@ impl<'de> DeserializeSeed<'de> for Named<'_> {
 }
 
 impl<'de> Visitor<'de> for Named<'_> {
-    type Value = Vec<Found<'de>>;
+    type Value = Values<'de>;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("a JSON object")
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut found = vec![Found::Missing; self.0.len()];
+        let mut found: Values<'de> = smallvec::smallvec![Found::Missing; self.0.len()];
         while let Some(key) = map.next_key::<Text>()? {
             match self.0.iter().position(|k| *k == *key.0) {
                 Some(n) => found[n] = map.next_value::<Value>()?.0,
@@ -325,7 +336,10 @@ mod tests {
             .unwrap();
             assert_eq!(
                 rule.key(&event).unwrap(),
-                minijinja("{{ metadata.table }}:{{ metadata.n }}", &event)
+                crate::routing::dedup::DedupKey::of(&minijinja(
+                    "{{ metadata.table }}:{{ metadata.n }}",
+                    &event
+                ))
             );
         }
     }

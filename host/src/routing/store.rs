@@ -16,7 +16,7 @@ use std::time::Duration;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 use sqlx::Row as _;
 
-use crate::routing::dedup::DedupEntry;
+use crate::routing::dedup::{DedupEntry, DedupKey};
 
 /// The store's file name inside a data directory.
 pub const FILE_NAME: &str = "routing.sqlite";
@@ -29,11 +29,11 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS dedup (
     plugin TEXT NOT NULL,
-    key TEXT NOT NULL,
+    key TEXT NOT NULL,          -- the key's XXH3-128, 32 hex digits
     let_through_ms INTEGER NOT NULL,
     severity INTEGER,
     suppressed INTEGER NOT NULL,
-    event_id TEXT NOT NULL,
+    event_id INTEGER NOT NULL,  -- the XXH3-64 of the id let through
     carried INTEGER NOT NULL,
     PRIMARY KEY (plugin, key)
 )";
@@ -122,7 +122,10 @@ impl RoutingStore {
     /// # Errors
     ///
     /// SQLite failed.
-    pub async fn load(&self, plugin: &str) -> Result<Vec<(String, DedupEntry)>, RoutingStoreError> {
+    pub async fn load(
+        &self,
+        plugin: &str,
+    ) -> Result<Vec<(DedupKey, DedupEntry)>, RoutingStoreError> {
         let rows = sqlx::query(
             "SELECT key, let_through_ms, severity, suppressed, event_id, carried \
              FROM dedup WHERE plugin = ?",
@@ -134,17 +137,21 @@ impl RoutingStore {
         let count = |n: i64| u32::try_from(n).unwrap_or(u32::MAX);
         Ok(rows
             .iter()
-            .map(|row| {
+            .filter_map(|row| {
+                // A row whose key is not 32 hex digits was not written by
+                // this hookhost: skipped.
+                let key = u128::from_str_radix(row.get::<&str, _>("key"), 16).ok()?;
                 let entry = DedupEntry {
                     let_through_ms: row.get("let_through_ms"),
                     severity: row
                         .get::<Option<i64>, _>("severity")
                         .and_then(|s| u8::try_from(s).ok()),
                     suppressed: count(row.get("suppressed")),
-                    event_id: row.get("event_id"),
+                    // The hash's bits, kept in SQLite's signed integer.
+                    event_id: row.get::<i64, _>("event_id") as u64,
                     carried: count(row.get("carried")),
                 };
-                (row.get("key"), entry)
+                Some((DedupKey(key), entry))
             })
             .collect())
     }
@@ -158,7 +165,7 @@ impl RoutingStore {
     pub async fn save(
         &self,
         plugin: &str,
-        changes: &[(String, Option<DedupEntry>)],
+        changes: &[(DedupKey, Option<DedupEntry>)],
     ) -> Result<(), RoutingStoreError> {
         let result = async {
             let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
@@ -171,11 +178,11 @@ impl RoutingStore {
                              VALUES (?, ?, ?, ?, ?, ?, ?)",
                         )
                         .bind(plugin)
-                        .bind(key)
+                        .bind(key.to_string())
                         .bind(entry.let_through_ms)
                         .bind(entry.severity.map(i64::from))
                         .bind(i64::from(entry.suppressed))
-                        .bind(&entry.event_id)
+                        .bind(entry.event_id as i64)
                         .bind(i64::from(entry.carried))
                         .execute(&mut *tx)
                         .await?;
@@ -183,7 +190,7 @@ impl RoutingStore {
                     None => {
                         sqlx::query("DELETE FROM dedup WHERE plugin = ? AND key = ?")
                             .bind(plugin)
-                            .bind(key)
+                            .bind(key.to_string())
                             .execute(&mut *tx)
                             .await?;
                     }
@@ -216,38 +223,23 @@ mod tests {
     async fn keys_saved_are_loaded_back_per_plugin() {
         let dir = tempfile::tempdir().unwrap();
         let store = RoutingStore::open(dir.path()).await.unwrap();
-        let entry = |id: &str| DedupEntry {
+        let entry = |id: u64| DedupEntry {
             let_through_ms: 1_700_000_000_000,
             severity: Some(3),
             suppressed: 12,
-            event_id: id.to_owned(),
+            event_id: id,
             carried: 2,
         };
-        store
-            .save(
-                "slack",
-                &[
-                    ("a".into(), Some(entry("1"))),
-                    ("b".into(), Some(entry("2"))),
-                ],
-            )
-            .await
-            .unwrap();
-        store
-            .save("email", &[("a".into(), Some(entry("3")))])
-            .await
-            .unwrap();
-        store.save("slack", &[("b".into(), None)]).await.unwrap();
+        // Every bit of a key and of an id survives the round trip.
+        let (a, b) = (DedupKey::of("a"), DedupKey(u128::MAX));
+        let changes = [(a, Some(entry(1))), (b, Some(entry(u64::MAX)))];
+        store.save("slack", &changes).await.unwrap();
+        store.save("email", &[(a, Some(entry(3)))]).await.unwrap();
+        store.save("slack", &[(a, None)]).await.unwrap();
         store.close().await;
         let store = RoutingStore::open(dir.path()).await.unwrap();
-        assert_eq!(
-            store.load("slack").await.unwrap(),
-            vec![("a".to_owned(), entry("1"))]
-        );
-        assert_eq!(
-            store.load("email").await.unwrap(),
-            vec![("a".to_owned(), entry("3"))]
-        );
+        assert_eq!(store.load("slack").await.unwrap(), [(b, entry(u64::MAX))]);
+        assert_eq!(store.load("email").await.unwrap(), [(a, entry(3))]);
         assert!(store.load("nobody").await.unwrap().is_empty());
     }
 
