@@ -477,10 +477,7 @@ fn rendered_keys(routes: &[&Arc<Route>], event: &Event) -> SmallVec<[Option<Rend
             let done = keys.iter().flatten().find(|key| key.rule == rule.id());
             match done {
                 Some(key) => Some(*key),
-                None => rule.key(event).ok().map(|key| RenderedKey {
-                    rule: rule.id(),
-                    key,
-                }),
+                None => rule.rendered(event).ok(),
             }
         });
         keys.push(rendered);

@@ -461,8 +461,8 @@ impl Worker {
         now_ms: i64,
     ) -> Option<Delivery> {
         let rendered = delivery.rendered.filter(|r| r.rule == rule.id());
-        let key = match rendered.map_or_else(|| rule.key(&delivery.event), |r| Ok(r.key)) {
-            Ok(key) => key,
+        let rendered = match rendered.map_or_else(|| rule.rendered(&delivery.event), Ok) {
+            Ok(rendered) => rendered,
             Err(err) => {
                 if let Admit::Log { .. } = self.log_limit.admit(Instant::now()) {
                     tracing::warn!(
@@ -474,7 +474,10 @@ impl Worker {
                 return Some(delivery);
             }
         };
-        match state.dedup.check(rule, key, &delivery.event, now_ms) {
+        match state
+            .dedup
+            .check(rule, rendered, delivery.event.severity, now_ms)
+        {
             Verdict::Deliver { suppressed } => {
                 delivery.suppressed = suppressed;
                 Some(delivery)

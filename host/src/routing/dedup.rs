@@ -28,7 +28,7 @@ use minijinja::{Environment, UndefinedBehavior};
 use serde_json::{Map, Value};
 use xxhash_rust::xxh3::{xxh3_128, xxh3_64};
 
-use crate::bindings::Event;
+use crate::bindings::{Event, Severity};
 use crate::routing::key_template::KeyTemplate;
 use crate::routing::severity_rank;
 
@@ -134,6 +134,16 @@ impl DedupRule {
         Ok(DedupKey::of(&self.render(event)?))
     }
 
+    /// The key of `event` with this rule's id and the hash of the event's
+    /// id: what [`DedupState::check`] takes.
+    pub fn rendered(&self, event: &Event) -> Result<RenderedKey, String> {
+        Ok(RenderedKey {
+            rule: self.id,
+            key: self.key(event)?,
+            event: id_hash(&event.id),
+        })
+    }
+
     /// The template rendered by minijinja (the fast form's reference).
     pub(crate) fn render(&self, event: &Event) -> Result<String, String> {
         let metadata: Value = match serde_json::from_str(&event.metadata) {
@@ -172,16 +182,17 @@ impl fmt::Display for DedupKey {
     }
 }
 
-/// A key rendered ahead of the worker, by the rule with id `rule`: dispatch
-/// renders an event's key once for all the plugins whose `dedup_key` is
-/// the same template, and each worker uses it if its rule is still that
-/// one.
+/// An event's key as a rule rendered it: dispatch renders an event's key
+/// once for all the plugins whose `dedup_key` is the same template, and
+/// each worker uses it if its rule is still that one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RenderedKey {
     /// [`DedupRule::id`] of the rule that rendered it.
     pub rule: u64,
     /// The key.
     pub key: DedupKey,
+    /// The event's id, hashed as [`DedupEntry::event_id`] keeps it.
+    pub event: u64,
 }
 
 /// An event id as a key's entry remembers it: its 64-bit XXH3 hash.
@@ -278,18 +289,18 @@ impl DedupState {
         self.entries.is_empty()
     }
 
-    /// Decides on `event`, whose key is `key`, at `now_ms` (Unix
-    /// milliseconds), and remembers the decision.
+    /// Decides on the event `rendered` is of, whose severity is `severity`,
+    /// at `now_ms` (Unix milliseconds), and remembers the decision.
     pub fn check(
         &mut self,
         rule: &DedupRule,
-        key: DedupKey,
-        event: &Event,
+        rendered: RenderedKey,
+        severity: Option<Severity>,
         now_ms: i64,
     ) -> Verdict {
         let window_ms = i64::try_from(rule.window.as_millis()).unwrap_or(i64::MAX);
-        let severity = event.severity.map(severity_rank);
-        let event_id = id_hash(&event.id);
+        let severity = severity.map(severity_rank);
+        let (key, event_id) = (rendered.key, rendered.event);
         let carried = match self.entries.get_mut(&key).map(|r| &mut r.entry) {
             Some(entry) if entry.event_id == event_id => {
                 // The event let through, delivered again after a restart.
@@ -432,8 +443,8 @@ mod tests {
     }
 
     fn check(state: &mut DedupState, rule: &DedupRule, event: &Event, now_ms: i64) -> Verdict {
-        let key = rule.key(event).unwrap();
-        state.check(rule, key, event, now_ms)
+        let rendered = rule.rendered(event).unwrap();
+        state.check(rule, rendered, event.severity, now_ms)
     }
 
     #[test]
