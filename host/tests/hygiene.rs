@@ -909,3 +909,85 @@ fn hookhost_run_delivers_open_groups_as_soon_as_input_ends_and_counts_repeats_an
         "the run took {took:?} (--drain-timeout {DRAIN_TIMEOUT}):\n{stdout}\n{stderr}"
     );
 }
+
+/// A digest that fails retryably is delivered again whole: the same digest
+/// id, `webhook-attempt` 2, and its events are handled once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_digest_answered_503_is_delivered_again_whole() {
+    let receiver = common::flaky::Flaky::start(common::flaky::Policy::FailFirst {
+        failures: 1,
+        retry_after: None,
+    })
+    .await;
+    let config = receiver.webhook_config(
+        "webhook",
+        "group_by = [\"metadata.table\"]\ngroup_wait = \"0s\"\nmax_attempts = 3\n\
+         retry_initial_ms = 50\nretry_max_ms = 100",
+    );
+    let host = common::builtin_host("webhook", &config).await;
+    // Two tables: two groups of one, each due at once.
+    for (id, table) in [("r-1", "orders"), ("r-2", "customers")] {
+        assert_eq!(fate_of(&host, drift(id, table)).await, Fate::Grouped);
+    }
+    common::eventually("both digests delivered", || {
+        stats(&host, "webhook").handled == 2
+    })
+    .await;
+    let summaries = host.shutdown().await;
+    let tries = receiver.all_tries();
+    assert_eq!(tries.len(), 2, "{tries:?}");
+    for (id, tries) in &tries {
+        assert!(id.starts_with("digest-"), "{id}");
+        let answers: Vec<(u16, Option<u32>)> =
+            tries.iter().map(|t| (t.status, t.attempt)).collect();
+        assert_eq!(answers, [(503, Some(1)), (200, Some(2))], "{id}");
+    }
+    let stats = final_stats(&summaries, "webhook");
+    assert_eq!(
+        (stats.handled, stats.retried, stats.digests, stats.grouped),
+        (2, 2, 2, 2)
+    );
+}
+
+/// A digest that fails for good puts each of its events in the dead
+/// letters, with the digest's failure.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_digest_that_fails_for_good_puts_each_of_its_events_in_the_dead_letters() {
+    let host = noop_host(
+        &[("fails", "returns-error")],
+        "[plugins.fails]\ngroup_by = [\"metadata.table\"]\ngroup_wait = \"1s\"\n",
+    )
+    .await;
+    for id in ["d-1", "d-2", "d-3"] {
+        assert_eq!(fate_of_any(&host, drift(id, "orders")).await, Fate::Grouped);
+    }
+    common::eventually("the group in the dead letters", || {
+        stats(&host, "fails").dead_lettered == 3
+    })
+    .await;
+    let letters = host.dead_letters().list(Some("fails")).await.unwrap();
+    let ids: Vec<&str> = letters.iter().map(|l| l.event_id.as_str()).collect();
+    assert_eq!(ids, ["d-1", "d-2", "d-3"]);
+    for letter in &letters {
+        assert_eq!(letter.class, "error");
+        assert!(letter.last_error.contains("hookhost.digest"), "{letter:?}");
+    }
+    let summaries = host.shutdown().await;
+    let stats = final_stats(&summaries, "fails");
+    assert_eq!(
+        (
+            stats.handled,
+            stats.failed_total(),
+            stats.digests,
+            stats.grouped
+        ),
+        (0, 3, 1, 3)
+    );
+}
+
+/// Sends `event` and returns the only plugin's fate, whatever the result.
+async fn fate_of_any(host: &Host, event: Event) -> Fate {
+    let report = host.emit_with_report(event).unwrap().wait().await;
+    assert_eq!(report.outcomes.len(), 1, "{report:?}");
+    report.outcomes[0].1.fate
+}
