@@ -991,3 +991,36 @@ async fn fate_of_any(host: &Host, event: Event) -> Fate {
     assert_eq!(report.outcomes.len(), 1, "{report:?}");
     report.outcomes[0].1.fate
 }
+
+/// A plugin unloaded (its file removed while the host watches the folder)
+/// delivers its open groups before its worker ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unloaded_plugin_delivers_its_open_groups() {
+    let (addr, mut received) = receiver::start().await;
+    let plugins = tempfile::tempdir().unwrap();
+    let file = plugins.path().join("webhook.wasm");
+    std::fs::copy(common::builtin("webhook"), &file).unwrap();
+    let config = webhook_config(
+        addr,
+        "group_by = [\"metadata.table\"]\ngroup_wait = \"1h\"\n",
+    );
+    let host = Host::builder()
+        .plugins_dir(plugins.path())
+        .watch(true)
+        .config(common::config(&config))
+        .build()
+        .await
+        .expect("host builds");
+    for id in ["u-1", "u-2"] {
+        assert_eq!(fate_of(&host, drift(id, "orders")).await, Fate::Grouped);
+    }
+    std::fs::remove_file(&file).unwrap();
+    common::eventually("the unload", || host.plugin_names().is_empty()).await;
+    let digest = tokio::time::timeout(Duration::from_secs(20), received.recv())
+        .await
+        .expect("the digest within 20 s")
+        .expect("a request");
+    assert_eq!(digest.json()["metadata"]["count"], 2);
+    host.shutdown().await;
+    assert!(received.try_recv().is_err(), "one digest only");
+}
