@@ -6,16 +6,8 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use hookhost::{Event, Host, PluginStats};
-
-/// The counts of plugin `name`.
-fn stats(host: &Host, name: &str) -> PluginStats {
-    host.summaries()
-        .into_iter()
-        .find(|s| s.name == name)
-        .unwrap_or_else(|| panic!("no plugin {name}"))
-        .stats
-}
+use common::stats;
+use hookhost::{Event, Host};
 
 async fn wait_for(what: &str, mut condition: impl FnMut() -> bool) {
     let started = Instant::now();

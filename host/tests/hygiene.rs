@@ -19,7 +19,8 @@ use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use common::receiver::{self, Mail, Received};
-use hookhost::{Event, Fate, Host, PluginStats, PluginSummary};
+use common::{final_stats, stats};
+use hookhost::{Event, Fate, Host, PluginStats};
 use serde_json::{json, Value};
 use tokio::sync::mpsc::UnboundedReceiver;
 
@@ -61,25 +62,6 @@ const EVENTS_PER_TABLE: usize = 11;
 
 /// Profiler runs sent.
 const RUNS: usize = 2;
-
-/// The counts of plugin `name`.
-fn stats(host: &Host, name: &str) -> PluginStats {
-    host.summaries()
-        .into_iter()
-        .find(|s| s.name == name)
-        .unwrap_or_else(|| panic!("no plugin {name}"))
-        .stats
-}
-
-/// The final counts of plugin `name` among `summaries`.
-fn final_stats(summaries: &[PluginSummary], name: &str) -> PluginStats {
-    summaries
-        .iter()
-        .find(|s| s.name == name)
-        .unwrap_or_else(|| panic!("no plugin {name}"))
-        .stats
-        .clone()
-}
 
 fn event(json: Value) -> Event {
     Event::from_json(&json.to_string()).expect("valid test event")

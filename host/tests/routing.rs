@@ -6,15 +6,8 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use hookhost::{Event, Host, PluginStats};
-
-fn stats(host: &Host, name: &str) -> PluginStats {
-    host.summaries()
-        .into_iter()
-        .find(|s| s.name == name)
-        .unwrap_or_else(|| panic!("no plugin {name}"))
-        .stats
-}
+use common::stats;
+use hookhost::{Event, Host};
 
 fn event(event_type: &str, metadata: &str) -> Event {
     Event::from_json(&format!(

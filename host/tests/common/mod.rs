@@ -13,7 +13,7 @@ use std::process::{Command, Output, Stdio};
 
 use std::path::{Path, PathBuf};
 
-use hookhost::{Config, Event, Host};
+use hookhost::{Config, Event, Host, PluginStats, PluginSummary};
 
 /// The compiled test fixture `name` (a folder under `tests/fixtures/`).
 pub fn fixture(name: &str) -> PathBuf {
@@ -174,6 +174,25 @@ pub async fn serves_then_shuts_down(host: Host) {
         "{report:?}"
     );
     host.shutdown().await;
+}
+
+/// The counts so far of live plugin `name`.
+pub fn stats(host: &Host, name: &str) -> PluginStats {
+    host.summaries()
+        .into_iter()
+        .find(|s| s.name == name)
+        .unwrap_or_else(|| panic!("no plugin {name}"))
+        .stats
+}
+
+/// The final counts of plugin `name` among `summaries` (from a shutdown).
+pub fn final_stats(summaries: &[PluginSummary], name: &str) -> PluginStats {
+    summaries
+        .iter()
+        .find(|s| s.name == name)
+        .unwrap_or_else(|| panic!("no plugin {name}"))
+        .stats
+        .clone()
 }
 
 /// Waits until `condition` holds, failing the test after 20 seconds.
