@@ -145,14 +145,16 @@ fn severities(events: &[&Event]) -> Value {
 }
 
 /// Up to [`DIGEST_EVENTS`] events in their JSON form, most severe first,
-/// then in the order they arrived, within [`DIGEST_EVENTS_BYTES`].
+/// then in the order they arrived, within [`DIGEST_EVENTS_BYTES`]; of a
+/// group of large events, at most four times [`DIGEST_EVENTS`] are tried,
+/// so a digest costs the same whatever the group's size.
 fn most_severe(events: &[&Event]) -> Vec<Value> {
     let mut order: Vec<usize> = (0..events.len()).collect();
     let rank = |s: Option<Severity>| s.map_or(0, |s| severity_rank(s) + 1);
     order.sort_by_key(|&i| std::cmp::Reverse(rank(events[i].severity)));
     let mut listed = Vec::new();
     let mut bytes = 0;
-    for i in order {
+    for i in order.into_iter().take(4 * DIGEST_EVENTS) {
         if listed.len() == DIGEST_EVENTS {
             break;
         }

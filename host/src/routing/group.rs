@@ -17,6 +17,13 @@ use serde_json::Value;
 
 use crate::bindings::Event;
 
+/// Groups whose last delivery one plugin remembers at most (for
+/// `group_interval`). Group values come from the events, so without a
+/// bound a stream of ever new tables would grow it for a whole interval;
+/// past it, the half delivered longest ago is forgotten, which can only
+/// let a group's next delivery come sooner.
+pub const MAX_DELIVERED_GROUPS: usize = 100_000;
+
 /// One `group_by` entry: a field of the event.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Field {
@@ -141,13 +148,21 @@ struct Open<T> {
 pub struct Groups<T> {
     open: HashMap<Vec<String>, Open<T>>,
     delivered: HashMap<Vec<String>, Instant>,
+    /// Size of `delivered` at which the deliveries older than the interval
+    /// are next dropped: twice its size after the last time, so that
+    /// dropping them costs a constant per delivery.
+    prune_at: usize,
 }
+
+/// The least `prune_at`.
+const PRUNE_AT_LEAST: usize = 1024;
 
 impl<T> Default for Groups<T> {
     fn default() -> Self {
         Groups {
             open: HashMap::new(),
             delivered: HashMap::new(),
+            prune_at: PRUNE_AT_LEAST,
         }
     }
 }
@@ -191,7 +206,6 @@ impl<T> Groups<T> {
     /// Takes the groups due at `now` (every open group with `all`), those
     /// due first first, and notes their delivery for `rule.interval`.
     pub fn take_due(&mut self, rule: &GroupRule, now: Instant, all: bool) -> Vec<DueGroup<T>> {
-        self.delivered.retain(|_, last| now < *last + rule.interval);
         let mut keys: Vec<(Instant, Vec<String>)> = self
             .open
             .iter()
@@ -199,13 +213,30 @@ impl<T> Groups<T> {
             .map(|(key, open)| (open.due, key.clone()))
             .collect();
         keys.sort();
-        keys.into_iter()
+        let due = keys
+            .into_iter()
             .filter_map(|(_, key)| {
                 let open = self.open.remove(&key)?;
                 self.delivered.insert(key.clone(), now);
                 Some((key, open.members))
             })
-            .collect()
+            .collect();
+        if self.delivered.len() >= self.prune_at {
+            self.delivered.retain(|_, last| now < *last + rule.interval);
+            self.prune_at = PRUNE_AT_LEAST.max(2 * self.delivered.len());
+        }
+        if self.delivered.len() > MAX_DELIVERED_GROUPS {
+            let mut times: Vec<Instant> = self.delivered.values().copied().collect();
+            let cut = times.len() - MAX_DELIVERED_GROUPS / 2;
+            let (_, oldest_kept, _) = times.select_nth_unstable(cut);
+            let oldest_kept = *oldest_kept;
+            self.delivered.retain(|_, last| *last >= oldest_kept);
+            if self.delivered.len() > MAX_DELIVERED_GROUPS {
+                // All delivered at the same instant: forget them all.
+                self.delivered.clear();
+            }
+        }
+        due
     }
 
     /// Takes every open group regardless of when it is due, for a rule that
@@ -299,6 +330,24 @@ mod tests {
         groups.take_due(&rule, t0 + Duration::from_secs(30), false);
         groups.add(&rule, vec!["a".into()], 2, t0 + Duration::from_secs(1000));
         assert_eq!(groups.next_due(), Some(t0 + Duration::from_secs(1030)));
+    }
+
+    #[test]
+    fn past_the_limit_the_groups_delivered_longest_ago_are_forgotten() {
+        let rule = rule(&["metadata.table"]);
+        let mut groups = Groups::default();
+        let t0 = Instant::now();
+        for n in 0..=MAX_DELIVERED_GROUPS {
+            let at = t0 + Duration::from_micros(n as u64);
+            groups.add(&rule, vec![n.to_string()], n, at);
+            groups.take_due(&rule, at + rule.wait, false);
+        }
+        assert!(groups.delivered.len() <= MAX_DELIVERED_GROUPS / 2 + 1);
+        // The newest is still remembered: its next event waits the interval.
+        let newest = MAX_DELIVERED_GROUPS.to_string();
+        let at = t0 + rule.wait + Duration::from_secs(1);
+        groups.add(&rule, vec![newest], 0, at);
+        assert!(groups.next_due().unwrap() > at + rule.wait);
     }
 
     #[test]
