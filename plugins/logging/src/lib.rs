@@ -4,10 +4,12 @@
 //!
 //! ```text
 //! DataDriftDetected orders.total_amount mean 100.00 -> 150.00 (+50.0%) severity=high id=3f2a… at 2025-01-15T10:30:00Z
+//! hookhost.digest 14 events for orders: DataDriftDetected 10, SchemaChangeDetected 4; 3 suppressed severity=high id=digest-… at …
 //! ```
 
 use std::fmt::Display;
 
+use hookhost_sdk::digest::Digest;
 use hookhost_sdk::log::{self, Level};
 use hookhost_sdk::{
     config, Anomaly, DataDrift, Event, EventKind, Hook, HookError, MetricValue, Retry,
@@ -34,16 +36,42 @@ hookhost_sdk::export_hook!(Logging);
 
 /// The whole log line: type, per-kind summary, then the envelope.
 fn line(event: &Event) -> String {
-    let mut line = format!(
-        "{} {}",
-        event.event_type,
-        summary(&event.kind, &event.metadata)
-    );
+    let summary = match Digest::from_event(event) {
+        Some(digest) => digest_summary(&digest),
+        None => summary(&event.kind, &event.metadata),
+    };
+    let mut line = format!("{} {summary}", event.event_type);
     if let Some(severity) = event.severity {
         line.push_str(&format!(" severity={severity}"));
     }
     line.push_str(&format!(" id={} at {}", event.id, event.timestamp));
     line
+}
+
+/// A digest (`group_by`): how many events, the group, the count per
+/// type and the repeats suppressed before them.
+fn digest_summary(digest: &Digest) -> String {
+    let group: Vec<&str> = digest.group_values().collect();
+    let group = if group.is_empty() {
+        String::new()
+    } else {
+        format!(" for {}", group.join(", "))
+    };
+    let counts: Vec<String> = digest
+        .counts
+        .iter()
+        .map(|(event_type, n)| format!("{event_type} {n}"))
+        .collect();
+    let suppressed = if digest.suppressed > 0 {
+        format!("; {} suppressed", digest.suppressed)
+    } else {
+        String::new()
+    };
+    format!(
+        "{}{group}: {}{suppressed}",
+        hookhost_sdk::format::events(digest.count),
+        counts.join(", ")
+    )
 }
 
 fn summary(kind: &EventKind, metadata: &str) -> String {
@@ -231,6 +259,26 @@ mod tests {
             line(&event),
             "DataDriftDetected orders.total_amount mean 100.00 -> 150.00 (+50.0%) \
              severity=high id=e1 at 2025-01-15T10:30:00Z"
+        );
+    }
+
+    #[test]
+    fn a_digest_is_one_line_of_counts() {
+        let metadata = r#"{"group": {"metadata.table": "orders"}, "count": 14,
+            "counts": {"DataDriftDetected": 10, "SchemaChangeDetected": 4},
+            "severity": "high", "suppressed": 3, "events": [], "omitted": 14}"#;
+        let event = Event {
+            id: "digest-1".into(),
+            event_type: "hookhost.digest".into(),
+            timestamp: "2025-01-15T10:30:00Z".into(),
+            severity: Some(Severity::High),
+            metadata: metadata.into(),
+            kind: EventKind::Custom("hookhost.digest".into()),
+        };
+        assert_eq!(
+            line(&event),
+            "hookhost.digest 14 events for orders: DataDriftDetected 10, SchemaChangeDetected 4; \
+             3 suppressed severity=high id=digest-1 at 2025-01-15T10:30:00Z"
         );
     }
 
