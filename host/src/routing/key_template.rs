@@ -177,8 +177,8 @@ impl<'de> Visitor<'de> for Named<'_> {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut found: Values<'de> = smallvec::smallvec![Found::Missing; self.0.len()];
-        while let Some(key) = map.next_key::<Text>()? {
-            match self.0.iter().position(|k| *k == *key.0) {
+        while let Some(wanted) = map.next_key_seed(KeyIndex(self.0))? {
+            match wanted {
                 Some(n) => found[n] = map.next_value::<Value>()?.0,
                 None => {
                     map.next_value::<IgnoredAny>()?;
@@ -189,16 +189,27 @@ impl<'de> Visitor<'de> for Named<'_> {
     }
 }
 
-/// A JSON string, borrowed when it has no escapes.
-struct Text<'a>(Cow<'a, str>);
+/// Reads an object's key as its place among the keys wanted (`None`: not
+/// wanted), comparing it where it lies in the text.
+struct KeyIndex<'k>(&'k [String]);
 
-impl<'de> de::Deserialize<'de> for Text<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_str(ValueVisitor)
-            .and_then(|found| match found {
-                Found::Text(text) => Ok(Text(text)),
-                _ => Err(de::Error::custom("a key that is not a string")),
-            })
+impl<'de> DeserializeSeed<'de> for KeyIndex<'_> {
+    type Value = Option<usize>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for KeyIndex<'_> {
+    type Value = Option<usize>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a key")
+    }
+
+    fn visit_str<E: de::Error>(self, key: &str) -> Result<Self::Value, E> {
+        Ok(self.0.iter().position(|wanted| wanted == key))
     }
 }
 
