@@ -27,7 +27,9 @@
 //! into digests ([`group`], [`digest`]). Filters run before an event is
 //! queued, so a filtered event costs its plugin nothing; deduplication and
 //! grouping run after, where the plugin's own order and its write-ahead log
-//! records make their state exact and crash-safe ([`store`]).
+//! records make their state exact and crash-safe ([`store`]). Dispatch only
+//! renders each event's `dedup_key` once for all the plugins that share the
+//! template; each worker decides with it.
 //!
 //! ```toml
 //! [plugins.slack]
