@@ -52,14 +52,7 @@ async fn faulty_plugins_do_not_harm_the_others() {
     assert_eq!(counts.result, Ok(()));
 
     let summaries = host.shutdown().await;
-    let stats = |name: &str| {
-        summaries
-            .iter()
-            .find(|s| s.name == name)
-            .unwrap_or_else(|| panic!("no plugin {name}"))
-            .stats
-            .clone()
-    };
+    let stats = |name: &str| common::final_stats(&summaries, name);
     let total = EVENTS + 1;
     let counts = stats("counts");
     assert_eq!((counts.handled, counts.failed_total()), (total, 0));
