@@ -22,6 +22,7 @@ use std::sync::{Arc, Mutex};
 use std::task::Poll;
 use std::time::{Duration, Instant, SystemTime};
 
+use smallvec::SmallVec;
 use tokio::sync::{oneshot, watch};
 use wasmtime::component::ResourceTableError;
 use wasmtime::{Store, Trap, UpdateDeadline};
@@ -772,7 +773,9 @@ impl Worker {
     ) {
         delivery.attempts += 1;
         let result = result.map_err(|failure| self.report_failure(&delivery.event.id, failure));
-        let replies: Vec<_> = delivery
+        // One waiter for an event, one per event for a digest: no
+        // allocation for the first.
+        let replies: SmallVec<[_; 1]> = delivery
             .parts()
             .iter_mut()
             .map(|part| part.reply.take())

@@ -152,6 +152,8 @@ pub struct Groups<T> {
     /// are next dropped: twice its size after the last time, so that
     /// dropping them costs a constant per delivery.
     prune_at: usize,
+    /// Events in `open`, in all.
+    held: usize,
 }
 
 /// The least `prune_at`.
@@ -163,6 +165,7 @@ impl<T> Default for Groups<T> {
             open: HashMap::new(),
             delivered: HashMap::new(),
             prune_at: PRUNE_AT_LEAST,
+            held: 0,
         }
     }
 }
@@ -176,6 +179,7 @@ impl<T> Groups<T> {
     /// due after `rule.wait`, or, if it was delivered less than
     /// `rule.interval` ago, `rule.interval` after that delivery.
     pub fn add(&mut self, rule: &GroupRule, key: Vec<String>, member: T, now: Instant) {
+        self.held += 1;
         if let Some(open) = self.open.get_mut(&key) {
             open.members.push(member);
             return;
@@ -200,7 +204,7 @@ impl<T> Groups<T> {
 
     /// Events held in open groups.
     pub fn held(&self) -> usize {
-        self.open.values().map(|open| open.members.len()).sum()
+        self.held
     }
 
     /// Takes the groups due at `now` (every open group with `all`), those
@@ -217,6 +221,7 @@ impl<T> Groups<T> {
             .into_iter()
             .filter_map(|(_, key)| {
                 let open = self.open.remove(&key)?;
+                self.held -= open.members.len();
                 self.delivered.insert(key.clone(), now);
                 Some((key, open.members))
             })
@@ -243,6 +248,7 @@ impl<T> Groups<T> {
     /// no longer groups (or groups differently).
     pub fn take_all(&mut self) -> Vec<DueGroup<T>> {
         self.delivered.clear();
+        self.held = 0;
         let mut open: Vec<(Instant, Vec<String>, Vec<T>)> = self
             .open
             .drain()

@@ -143,14 +143,25 @@ fn is_identifier(name: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
-/// What the metadata holds under one key the template reads.
+/// What the metadata holds under one key the template reads (the route
+/// filter reads `table` and `column` the same way).
 #[derive(Debug, Clone, PartialEq)]
-enum Found<'a> {
+pub(crate) enum Found<'a> {
     Missing,
     /// A string, borrowed when it has no escapes.
     Text(Cow<'a, str>),
     /// Anything else: minijinja's rendering of it is left to minijinja.
     Other,
+}
+
+impl<'a> Found<'a> {
+    /// The string, if it is one.
+    pub(crate) fn into_text(self) -> Option<Cow<'a, str>> {
+        match self {
+            Found::Text(text) => Some(text),
+            Found::Missing | Found::Other => None,
+        }
+    }
 }
 
 /// Reads the metadata object's values under `keys` (last one wins, as
@@ -222,7 +233,9 @@ impl<'de> de::Deserialize<'de> for Value<'de> {
     }
 }
 
-struct ValueVisitor;
+/// Reads any JSON value as [`Found`]: a string borrowed where it can be,
+/// anything else skipped unread.
+pub(crate) struct ValueVisitor;
 
 impl<'de> Visitor<'de> for ValueVisitor {
     type Value = Found<'de>;
