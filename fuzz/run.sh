@@ -13,7 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 seconds="${1:-60}"
-targets=(event_json config)
+targets=(event_json config metadata)
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/hookhost/target}"
 
 RUSTC_WORKSPACE_WRAPPER="$PWD/fuzz/rustc-wrapper.sh" \

@@ -23,8 +23,8 @@ use crate::printable;
 use crate::queue::QueueError;
 use crate::registry::{PluginSummary, Registry, ReloadStats, Route, Unfinished};
 use crate::routing::dedup::RenderedKey;
-use crate::routing::filter::MetadataNames;
 use crate::routing::store::{RoutingStore, RoutingStoreError};
+use crate::routing::EventFields;
 use crate::routing::Skip;
 use crate::watch::Watcher;
 use crate::worker::{Delivery, Job, Mode};
@@ -448,41 +448,45 @@ fn route_names(routes: &[&Arc<Route>]) -> Vec<Arc<str>> {
     routes.iter().map(|route| route.name.clone()).collect()
 }
 
-/// The routes whose filters let `event` through, and the others with why
-/// not. Routing happens before queueing, so a filtered event costs its
-/// plugin nothing.
-fn route<'r>(
-    routes: &'r [Arc<Route>],
-    event: &Event,
-) -> (SmallVec<[&'r Arc<Route>; 8]>, Vec<(&'r Arc<Route>, Skip)>) {
-    let mut targets = SmallVec::new();
+/// Where an event goes: the routes whose filters let it through, with its
+/// `dedup_key` for each of them that has one, and the others with why not.
+struct Routed<'r> {
+    targets: SmallVec<[&'r Arc<Route>; 8]>,
+    keys: SmallVec<[Option<RenderedKey>; 8]>,
+    skipped: Vec<(&'r Arc<Route>, Skip)>,
+}
+
+/// Routes `event`. Routing happens before queueing, so a filtered event
+/// costs its plugin nothing; the event is read once for every route (see
+/// [`EventFields`]), and each `dedup_key` rendered once however many plugins
+/// share the template (the workers decide with it; a template that fails
+/// to render is left to the worker, which logs why).
+fn route<'r>(routes: &'r [Arc<Route>], event: &Event) -> Routed<'r> {
+    let mut fields = EventFields::new(event);
+    let mut targets: SmallVec<[&Arc<Route>; 8]> = SmallVec::new();
     let mut skipped = Vec::new();
-    let mut names = MetadataNames::default();
     for route in routes {
-        match route.filter.check_with(event, &mut names) {
+        match route.filter.check_with(&mut fields) {
             Ok(()) => targets.push(route),
             Err(skip) => skipped.push((route, skip)),
         }
     }
-    (targets, skipped)
-}
-
-/// The `dedup_key` of `event` for each of `routes` that has one, rendered
-/// once per template however many plugins share it; the workers decide.
-/// A template that fails to render leaves it to the worker, which logs why.
-fn rendered_keys(routes: &[&Arc<Route>], event: &Event) -> SmallVec<[Option<RenderedKey>; 8]> {
-    let mut keys: SmallVec<[Option<RenderedKey>; 8]> = SmallVec::with_capacity(routes.len());
-    for route in routes {
+    let mut keys: SmallVec<[Option<RenderedKey>; 8]> = SmallVec::with_capacity(targets.len());
+    for route in &targets {
         let rendered = route.dedup.as_ref().and_then(|rule| {
             let done = keys.iter().flatten().find(|key| key.rule == rule.id());
             match done {
                 Some(key) => Some(*key),
-                None => rule.rendered(event).ok(),
+                None => rule.rendered_with(&mut fields).ok(),
             }
         });
         keys.push(rendered);
     }
-    keys
+    Routed {
+        targets,
+        keys,
+        skipped,
+    }
 }
 
 /// Room for an event of `size` in a `wait` plugin's queue, blocking the
@@ -705,11 +709,11 @@ impl Host {
         let mut results = Vec::with_capacity(events.len());
         let mut admitted = Vec::with_capacity(events.len());
         for event in events {
-            let (routes, skipped) = route(&all, &event);
-            match self.admit(&event, &routes) {
+            let routed = route(&all, &event);
+            match self.admit(&event, &routed.targets) {
                 Ok(size) => {
                     results.push(Ok(()));
-                    admitted.push((results.len() - 1, event, size, routes, skipped));
+                    admitted.push((results.len() - 1, event, size, routed));
                 }
                 Err(err) => results.push(Err(err)),
             }
@@ -718,7 +722,7 @@ impl Host {
             Some(wal) if !admitted.is_empty() => {
                 let records = admitted
                     .iter()
-                    .map(|(_, event, _, routes, _)| (event.to_json(), route_names(routes)))
+                    .map(|(_, event, _, routed)| (event.to_json(), route_names(&routed.targets)))
                     .collect();
                 match wal.append(records).await {
                     Ok(seqs) => seqs.into_iter().map(Some).collect(),
@@ -733,7 +737,12 @@ impl Host {
             }
             _ => vec![None; admitted.len()],
         };
-        for ((index, event, size, routes, skipped), seq) in admitted.into_iter().zip(seqs) {
+        for ((index, event, size, routed), seq) in admitted.into_iter().zip(seqs) {
+            let Routed {
+                targets: routes,
+                keys,
+                skipped,
+            } = routed;
             // Room in every queue first, so that the event goes to every
             // plugin or to none.
             let mut reservations = SmallVec::<[_; 8]>::with_capacity(routes.len());
@@ -758,7 +767,6 @@ impl Host {
             for (route, _) in skipped {
                 route.filtered.fetch_add(1, Ordering::Relaxed);
             }
-            let keys = rendered_keys(&routes, &event);
             let event = Arc::new(event);
             let targets = reservations.into_iter().zip(routes.iter()).zip(keys);
             for ((reservation, route), rendered) in targets {
@@ -790,7 +798,11 @@ impl Host {
 
     fn dispatch(&self, event: Event, with_report: bool) -> Result<PendingReport, EmitError> {
         let all = self.shared.registry.routes();
-        let (routes, skipped) = route(&all, &event);
+        let Routed {
+            targets: routes,
+            keys,
+            skipped,
+        } = route(&all, &event);
         let size = self.admit(&event, &routes)?;
         let mut reservations = SmallVec::<[_; 8]>::with_capacity(routes.len());
         for route in routes.iter() {
@@ -823,7 +835,6 @@ impl Host {
                     .push((route.name.to_string(), skip.to_string()));
             }
         }
-        let keys = rendered_keys(&routes, &event);
         let event = Arc::new(event);
         let targets = reservations.into_iter().zip(routes.iter()).zip(keys);
         for ((reservation, route), rendered) in targets {

@@ -30,6 +30,7 @@ use xxhash_rust::xxh3::{xxh3_128, xxh3_64};
 
 use crate::bindings::{Event, Severity};
 use crate::routing::key_template::KeyTemplate;
+use crate::routing::metadata::EventFields;
 use crate::routing::severity_rank;
 
 /// Keys one plugin remembers at most. A key costs under a hundred bytes
@@ -120,27 +121,39 @@ impl DedupRule {
     /// hashed. An error (a filter given the wrong type, say) is returned for
     /// the worker to log; the event is then delivered as if it had no key.
     pub fn key(&self, event: &Event) -> Result<DedupKey, String> {
+        self.key_with(&mut EventFields::new(event))
+    }
+
+    /// [`key`](Self::key), with what routing has already read of the
+    /// event.
+    pub fn key_with(&self, fields: &mut EventFields<'_>) -> Result<DedupKey, String> {
         thread_local! {
             /// The fast form renders here: no allocation per event.
             static KEY: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
         }
         if let Some(fast) = &self.fast {
-            let rendered =
-                KEY.with_borrow_mut(|key| fast.render_into(event, key).map(|()| DedupKey::of(key)));
+            let rendered = KEY
+                .with_borrow_mut(|key| fast.render_into(fields, key).map(|()| DedupKey::of(key)));
             if let Some(key) = rendered {
                 return Ok(key);
             }
         }
-        Ok(DedupKey::of(&self.render(event)?))
+        Ok(DedupKey::of(&self.render(fields.event())?))
     }
 
     /// The key of `event` with this rule's id and the hash of the event's
     /// id: what [`DedupState::check`] takes.
     pub fn rendered(&self, event: &Event) -> Result<RenderedKey, String> {
+        self.rendered_with(&mut EventFields::new(event))
+    }
+
+    /// [`rendered`](Self::rendered), with what routing has already read of
+    /// the event (dispatch shares it with the route filters).
+    pub fn rendered_with(&self, fields: &mut EventFields<'_>) -> Result<RenderedKey, String> {
         Ok(RenderedKey {
             rule: self.id,
-            key: self.key(event)?,
-            event: id_hash(&event.id),
+            key: self.key_with(fields)?,
+            event: id_hash(&fields.event().id),
         })
     }
 

@@ -4,21 +4,20 @@
 //!
 //! Patterns are normalized once, when the filter is built; checking an
 //! event allocates nothing for event types and severities of up to 64
-//! bytes, and reads the event's metadata (two keys of it) only when the
-//! filter has a `tables` or `columns` rule. A filter with no rule answers
+//! bytes, and reads the event's metadata (`table`, `column`) only when the
+//! filter has a `tables` or `columns` rule, once for every plugin (see
+//! [`EventFields`]). A filter with no rule answers
 //! at once ([`RouteFilter::is_pass_all`]).
 
 use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
 
-use serde::de::Deserializer;
-use serde::Deserialize;
 use smallvec::SmallVec;
 
 use crate::bindings::{Event, Severity};
 use crate::printable;
-use crate::routing::key_template::{Found, ValueVisitor};
+use crate::routing::metadata::EventFields;
 
 /// Every severity, lowest first: the order `min_severity` compares in.
 pub const SEVERITIES: [Severity; 5] = [
@@ -120,30 +119,25 @@ impl RouteFilter {
     /// that turns it away, in the order `events`, `exclude_events`,
     /// `min_severity` / `require_severity`, `tables`, `columns`.
     pub fn check(&self, event: &Event) -> Result<(), Skip> {
-        self.check_with(event, &mut MetadataNames::default())
+        self.check_with(&mut EventFields::new(event))
     }
 
-    /// [`check`](Self::check), reading the event's metadata at most once
-    /// for all the plugins it is checked for: `names` keeps what was read.
-    pub fn check_with<'e>(
-        &self,
-        event: &'e Event,
-        names: &mut MetadataNames<'e>,
-    ) -> Result<(), Skip> {
+    /// [`check`](Self::check), reading the event at most once for all the
+    /// plugins it is checked for: `fields` keeps what was read.
+    pub fn check_with(&self, fields: &mut EventFields<'_>) -> Result<(), Skip> {
         if self.pass_all {
             return Ok(());
         }
+        let event = fields.event();
         if !self.events.is_empty() || !self.exclude_events.is_empty() {
-            let event_type = names
-                .event_type
-                .get_or_insert_with(|| Fold::EventType.apply(&event.event_type));
-            if !self.events.is_empty() && !self.events.matches(&event_type) {
+            let event_type = fields.folded_event_type();
+            if !self.events.is_empty() && !self.events.matches(event_type) {
                 return Err(Skip::NotInEvents {
                     event_type: event.event_type.clone(),
                     events: self.events.written.clone(),
                 });
             }
-            if self.exclude_events.matches(&event_type) {
+            if self.exclude_events.matches(event_type) {
                 return Err(Skip::Excluded {
                     event_type: event.event_type.clone(),
                     exclude_events: self.exclude_events.written.clone(),
@@ -164,22 +158,19 @@ impl RouteFilter {
             }
             None => {}
         }
-        if !self.tables.is_empty() || !self.columns.is_empty() {
-            let names = names
-                .table_and_column
-                .get_or_insert_with(|| TableAndColumn::read(&event.metadata));
-            if !self.tables.is_empty() && !self.tables.matches_name(names.table.as_deref()) {
-                return Err(Skip::NotInTables {
-                    table: names.table.as_deref().map(str::to_owned),
-                    tables: self.tables.written.clone(),
-                });
-            }
-            if !self.columns.is_empty() && !self.columns.matches_name(names.column.as_deref()) {
-                return Err(Skip::NotInColumns {
-                    column: names.column.as_deref().map(str::to_owned),
-                    columns: self.columns.written.clone(),
-                });
-            }
+        if !self.tables.is_empty() && !self.tables.matches_name(fields.folded_table()) {
+            let table = fields.metadata().get("table").into_text();
+            return Err(Skip::NotInTables {
+                table: table.map(Cow::into_owned),
+                tables: self.tables.written.clone(),
+            });
+        }
+        if !self.columns.is_empty() && !self.columns.matches_name(fields.folded_column()) {
+            let column = fields.metadata().get("column").into_text();
+            return Err(Skip::NotInColumns {
+                column: column.map(Cow::into_owned),
+                columns: self.columns.written.clone(),
+            });
         }
         Ok(())
     }
@@ -360,16 +351,16 @@ impl Rule {
         self.globs.iter().any(|glob| glob_match(glob, text))
     }
 
-    /// Whether a table or column name matches any pattern; no name matches
-    /// none.
-    fn matches_name(&self, name: Option<&str>) -> bool {
-        name.is_some_and(|name| self.matches(&Fold::Name.apply(name)))
+    /// Whether a folded table or column name matches any pattern; no name
+    /// matches none.
+    fn matches_name(&self, name: Option<&[u8]>) -> bool {
+        name.is_some_and(|name| self.matches(name))
     }
 }
 
 /// How text is normalized before matching.
 #[derive(Debug, Clone, Copy)]
-enum Fold {
+pub(crate) enum Fold {
     /// Lowercased, `_` removed: `DataDriftDetected` = `data_drift_detected`.
     EventType,
     /// Lowercased: table and column names, whose underscores matter.
@@ -378,16 +369,18 @@ enum Fold {
 
 impl Fold {
     /// `text` normalized, on the stack when short.
-    fn apply(self, text: &str) -> SmallVec<[u8; 64]> {
-        let keep = |b: &u8| !matches!(self, Fold::EventType) || *b != b'_';
-        if text.is_ascii() {
-            text.bytes()
-                .filter(keep)
-                .map(|b| b.to_ascii_lowercase())
-                .collect()
+    pub(crate) fn apply(self, text: &str) -> SmallVec<[u8; 64]> {
+        let mut folded = if text.is_ascii() {
+            let mut folded = SmallVec::from_slice(text.as_bytes());
+            folded.make_ascii_lowercase();
+            folded
         } else {
-            text.to_lowercase().bytes().filter(keep).collect()
+            SmallVec::from_slice(text.to_lowercase().as_bytes())
+        };
+        if let Fold::EventType = self {
+            folded.retain(|b| *b != b'_');
         }
+        folded
     }
 }
 
@@ -404,6 +397,8 @@ fn glob_match(pattern: &[u8], text: &[u8]) -> bool {
     let mut star: Option<(usize, usize)> = None;
     while t < text.len() {
         match pattern.get(p) {
+            // A trailing `*` takes the rest, whatever it is.
+            Some(b'*') if p + 1 == pattern.len() => return true,
             Some(b'*') => {
                 star = Some((p, t));
                 p += 1;
@@ -424,38 +419,6 @@ fn glob_match(pattern: &[u8], text: &[u8]) -> bool {
         }
     }
     pattern[p..].iter().all(|&c| c == b'*')
-}
-
-/// What the rules read of one event, kept while it is checked for every
-/// plugin: its type folded for matching, its `metadata.table` and
-/// `metadata.column`.
-#[derive(Default)]
-pub struct MetadataNames<'e> {
-    event_type: Option<SmallVec<[u8; 64]>>,
-    table_and_column: Option<TableAndColumn<'e>>,
-}
-
-/// The two metadata keys the `tables` and `columns` rules read; every other
-/// key is skipped unread, and a value that is not a string counts as
-/// absent. Metadata that is not a JSON object has neither.
-#[derive(Default, Deserialize)]
-struct TableAndColumn<'a> {
-    #[serde(default, borrow, deserialize_with = "string_only")]
-    table: Option<Cow<'a, str>>,
-    #[serde(default, borrow, deserialize_with = "string_only")]
-    column: Option<Cow<'a, str>>,
-}
-
-impl<'a> TableAndColumn<'a> {
-    fn read(metadata: &'a str) -> TableAndColumn<'a> {
-        serde_json::from_str(metadata).unwrap_or_default()
-    }
-}
-
-/// A string value, borrowed when it has no escapes; any other value is
-/// skipped and read as `None`.
-fn string_only<'de: 'a, 'a, D: Deserializer<'de>>(d: D) -> Result<Option<Cow<'a, str>>, D::Error> {
-    d.deserialize_any(ValueVisitor).map(Found::into_text)
 }
 
 #[cfg(test)]

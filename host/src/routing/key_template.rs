@@ -1,8 +1,8 @@
 //! The fast form of a `dedup_key` template that is only text and fields
 //! (`"{{ event_type }}:{{ metadata.table }}"`, the usual kind): rendered by
-//! reading just the metadata keys it names, as text, in one pass over the
-//! metadata JSON, instead of building minijinja's context from the whole
-//! object for every event of every plugin.
+//! reading just the metadata keys it names, as text, from the event's
+//! [`MetadataIndex`] (which the route filters share), instead of building
+//! minijinja's context from the whole object for every event.
 //!
 //! It renders exactly what minijinja renders or nothing: a template with
 //! anything else (filters, tags, comments, whitespace control, nested
@@ -10,13 +10,11 @@
 //! named metadata value is not a string, is left to minijinja
 //! (`DedupRule::key`).
 
-use std::borrow::Cow;
-use std::fmt::{self, Write as _};
+use std::fmt::Write as _;
 
-use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
-use smallvec::SmallVec;
-
+#[cfg(test)]
 use crate::bindings::Event;
+use crate::routing::metadata::{EventFields, Found};
 
 /// One piece of a template.
 #[derive(Debug, PartialEq)]
@@ -26,16 +24,14 @@ enum Piece {
     EventType,
     Timestamp,
     Severity,
-    /// The `n`th of the template's metadata keys.
-    Metadata(usize),
+    /// A top-level metadata key.
+    Metadata(String),
 }
 
 /// A template of text and fields.
 #[derive(Debug, PartialEq)]
 pub(crate) struct KeyTemplate {
     pieces: Vec<Piece>,
-    /// The top-level metadata keys it reads, each once.
-    keys: Vec<String>,
 }
 
 impl KeyTemplate {
@@ -47,7 +43,6 @@ impl KeyTemplate {
             return None;
         }
         let mut pieces = Vec::new();
-        let mut keys: Vec<String> = Vec::new();
         let mut rest = template;
         while let Some(start) = rest.find("{{") {
             if start > 0 {
@@ -69,14 +64,7 @@ impl KeyTemplate {
                     if !is_identifier(key) {
                         return None;
                     }
-                    let n = match keys.iter().position(|k| k == key) {
-                        Some(n) => n,
-                        None => {
-                            keys.push(key.to_owned());
-                            keys.len() - 1
-                        }
-                    };
-                    Piece::Metadata(n)
+                    Piece::Metadata(key.to_owned())
                 }
             });
             rest = &after[end + 2..];
@@ -84,20 +72,15 @@ impl KeyTemplate {
         if !rest.is_empty() {
             pieces.push(text(rest)?);
         }
-        Some(KeyTemplate { pieces, keys })
+        Some(KeyTemplate { pieces })
     }
 
     /// Writes the key of `event` to `key` (emptied first); `None` when
     /// minijinja must render it (a named metadata value that is not a
     /// string, or metadata that is not an object).
-    pub(crate) fn render_into(&self, event: &Event, key: &mut String) -> Option<()> {
+    pub(crate) fn render_into(&self, fields: &mut EventFields<'_>, key: &mut String) -> Option<()> {
         key.clear();
-        let values = if self.keys.is_empty() {
-            SmallVec::new()
-        } else {
-            let mut json = serde_json::Deserializer::from_str(&event.metadata);
-            Named(&self.keys).deserialize(&mut json).ok()?
-        };
+        let event = fields.event();
         for piece in &self.pieces {
             match piece {
                 Piece::Text(text) => key.push_str(text),
@@ -109,9 +92,9 @@ impl KeyTemplate {
                         let _ = write!(key, "{severity}");
                     }
                 }
-                Piece::Metadata(n) => match values.get(*n)? {
+                Piece::Metadata(name) => match fields.metadata().get(name) {
                     Found::Missing => {}
-                    Found::Text(text) => key.push_str(text),
+                    Found::Text(text) => key.push_str(&text),
                     Found::Other => return None,
                 },
             }
@@ -123,7 +106,8 @@ impl KeyTemplate {
     #[cfg(test)]
     fn render(&self, event: &Event) -> Option<String> {
         let mut key = String::new();
-        self.render_into(event, &mut key).map(|()| key)
+        self.render_into(&mut EventFields::new(event), &mut key)
+            .map(|()| key)
     }
 }
 
@@ -141,150 +125,6 @@ fn is_identifier(name: &str) -> bool {
         .next()
         .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-}
-
-/// What the metadata holds under one key the template reads (the route
-/// filter reads `table` and `column` the same way).
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) enum Found<'a> {
-    Missing,
-    /// A string, borrowed when it has no escapes.
-    Text(Cow<'a, str>),
-    /// Anything else: minijinja's rendering of it is left to minijinja.
-    Other,
-}
-
-impl<'a> Found<'a> {
-    /// The string, if it is one.
-    pub(crate) fn into_text(self) -> Option<Cow<'a, str>> {
-        match self {
-            Found::Text(text) => Some(text),
-            Found::Missing | Found::Other => None,
-        }
-    }
-}
-
-/// Reads the metadata object's values under `keys` (last one wins, as
-/// when the object is parsed whole), skipping the rest.
-struct Named<'k>(&'k [String]);
-
-/// The values a template reads: a handful, kept on the stack.
-type Values<'a> = SmallVec<[Found<'a>; 4]>;
-
-impl<'de> DeserializeSeed<'de> for Named<'_> {
-    type Value = Values<'de>;
-
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_map(self)
-    }
-}
-
-impl<'de> Visitor<'de> for Named<'_> {
-    type Value = Values<'de>;
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a JSON object")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut found: Values<'de> = smallvec::smallvec![Found::Missing; self.0.len()];
-        while let Some(wanted) = map.next_key_seed(KeyIndex(self.0))? {
-            match wanted {
-                Some(n) => found[n] = map.next_value::<Value>()?.0,
-                None => {
-                    map.next_value::<IgnoredAny>()?;
-                }
-            }
-        }
-        Ok(found)
-    }
-}
-
-/// Reads an object's key as its place among the keys wanted (`None`: not
-/// wanted), comparing it where it lies in the text.
-struct KeyIndex<'k>(&'k [String]);
-
-impl<'de> DeserializeSeed<'de> for KeyIndex<'_> {
-    type Value = Option<usize>;
-
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_str(self)
-    }
-}
-
-impl<'de> Visitor<'de> for KeyIndex<'_> {
-    type Value = Option<usize>;
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a key")
-    }
-
-    fn visit_str<E: de::Error>(self, key: &str) -> Result<Self::Value, E> {
-        Ok(self.0.iter().position(|wanted| wanted == key))
-    }
-}
-
-/// Any JSON value, read as [`Found`].
-struct Value<'a>(Found<'a>);
-
-impl<'de> de::Deserialize<'de> for Value<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(ValueVisitor).map(Value)
-    }
-}
-
-/// Reads any JSON value as [`Found`]: a string borrowed where it can be,
-/// anything else skipped unread.
-pub(crate) struct ValueVisitor;
-
-impl<'de> Visitor<'de> for ValueVisitor {
-    type Value = Found<'de>;
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("any JSON value")
-    }
-
-    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
-        Ok(Found::Text(Cow::Borrowed(v)))
-    }
-
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-        Ok(Found::Text(Cow::Owned(v.to_owned())))
-    }
-
-    fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
-        Ok(Found::Text(Cow::Owned(v)))
-    }
-
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
-        Ok(Found::Other)
-    }
-
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
-        Ok(Found::Other)
-    }
-
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
-        Ok(Found::Other)
-    }
-
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
-        Ok(Found::Other)
-    }
-
-    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-        Ok(Found::Other)
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
-        Ok(Found::Other)
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-        Ok(Found::Other)
-    }
 }
 
 #[cfg(test)]

@@ -46,14 +46,14 @@ pub mod digest;
 pub mod filter;
 pub mod group;
 mod key_template;
+pub mod metadata;
 pub mod rate;
 pub mod store;
 
 pub use dedup::DedupRule;
-pub use filter::{
-    severity_rank, MetadataNames, Patterns, RouteFilter, RouteRules, Skip, SEVERITIES,
-};
+pub use filter::{severity_rank, Patterns, RouteFilter, RouteRules, Skip, SEVERITIES};
 pub use group::GroupRule;
+pub use metadata::EventFields;
 pub use rate::{RateLimit, RateLimitError, RATE_COUNT_RANGE, RATE_LIMIT_FORMS};
 
 /// A plugin's alert hygiene, applied by its worker: deduplication and

@@ -1,0 +1,540 @@
+//! What routing reads of an event, read once for every plugin it is
+//! routed to: its type folded for matching, and where each top-level key
+//! of its metadata JSON holds its value.
+//!
+//! The route filters (`tables`, `columns`) and the `dedup_key` templates
+//! read a few top-level metadata keys as text. [`MetadataIndex`] finds them
+//! in one pass over the text that parses nothing it is not asked for: it
+//! checks the whole text is JSON, notes each key and the span of its value,
+//! and unescapes only a value that is read and has escapes. What the pass
+//! leaves alone (nesting deeper than [`MAX_DEPTH`], `\u` escapes of
+//! surrogates) is parsed by serde_json instead, with the same answers: a
+//! key written twice has its last value, as in the parsed object.
+
+use std::borrow::Cow;
+
+use serde_json::{Map, Value};
+use smallvec::SmallVec;
+
+use crate::bindings::Event;
+use crate::routing::filter::Fold;
+
+/// Nesting the scan follows; deeper text is left to serde_json (whose own
+/// limit is 128).
+const MAX_DEPTH: usize = 100;
+
+/// What routing has read of one event so far, kept while the event is
+/// routed to every plugin: each part is read the first time a rule asks.
+pub struct EventFields<'e> {
+    event: &'e Event,
+    event_type: Option<SmallVec<[u8; 64]>>,
+    metadata: Option<MetadataIndex<'e>>,
+    table: Option<Option<SmallVec<[u8; 64]>>>,
+    column: Option<Option<SmallVec<[u8; 64]>>>,
+}
+
+impl<'e> EventFields<'e> {
+    /// Nothing of `event` read yet.
+    pub fn new(event: &'e Event) -> EventFields<'e> {
+        EventFields {
+            event,
+            event_type: None,
+            metadata: None,
+            table: None,
+            column: None,
+        }
+    }
+
+    /// The event.
+    pub fn event(&self) -> &'e Event {
+        self.event
+    }
+
+    /// The event type folded as `events` patterns are (see [`Fold`]).
+    pub(crate) fn folded_event_type(&mut self) -> &[u8] {
+        let event = self.event;
+        self.event_type
+            .get_or_insert_with(|| Fold::EventType.apply(&event.event_type))
+    }
+
+    /// The event's metadata, indexed.
+    pub(crate) fn metadata(&mut self) -> &MetadataIndex<'e> {
+        let event = self.event;
+        self.metadata
+            .get_or_insert_with(|| MetadataIndex::read(&event.metadata))
+    }
+
+    /// `metadata.<key>` if it is a string: its last value, if the key is
+    /// written twice, as in the parsed object.
+    pub fn metadata_text(&mut self, key: &str) -> Option<Cow<'_, str>> {
+        self.metadata().get(key).into_text()
+    }
+
+    /// `metadata.table` folded as `tables` patterns are, if it is a string.
+    pub(crate) fn folded_table(&mut self) -> Option<&[u8]> {
+        if self.table.is_none() {
+            self.table = Some(self.folded_name("table"));
+        }
+        self.table.as_ref().and_then(|name| name.as_deref())
+    }
+
+    /// `metadata.column` folded as `columns` patterns are, if it is a
+    /// string.
+    pub(crate) fn folded_column(&mut self) -> Option<&[u8]> {
+        if self.column.is_none() {
+            self.column = Some(self.folded_name("column"));
+        }
+        self.column.as_ref().and_then(|name| name.as_deref())
+    }
+
+    fn folded_name(&mut self, key: &str) -> Option<SmallVec<[u8; 64]>> {
+        let name = self.metadata().get(key).into_text()?;
+        Some(Fold::Name.apply(&name))
+    }
+}
+
+/// What the metadata holds under one key.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Found<'a> {
+    Missing,
+    /// A string, borrowed when it has no escapes.
+    Text(Cow<'a, str>),
+    /// Any other value.
+    Other,
+}
+
+impl<'a> Found<'a> {
+    /// The string, if it is one.
+    pub(crate) fn into_text(self) -> Option<Cow<'a, str>> {
+        match self {
+            Found::Text(text) => Some(text),
+            Found::Missing | Found::Other => None,
+        }
+    }
+}
+
+/// The top-level keys of a metadata JSON text and their values.
+// The scanned entries are kept inline: no allocation per event for up to
+// eight keys.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+pub(crate) enum MetadataIndex<'a> {
+    /// Found by the scan: each key with its value's text.
+    Scanned(SmallVec<[Entry<'a>; 8]>),
+    /// Parsed by serde_json, for text the scan leaves alone.
+    Parsed(Map<String, Value>),
+    /// Not a JSON object: no key is there.
+    NotAnObject,
+}
+
+impl<'a> MetadataIndex<'a> {
+    /// Indexes `json`.
+    pub(crate) fn read(json: &'a str) -> MetadataIndex<'a> {
+        if let Some(entries) = Scan::new(json).object_entries() {
+            return MetadataIndex::Scanned(entries);
+        }
+        match serde_json::from_str(json) {
+            Ok(Value::Object(map)) => MetadataIndex::Parsed(map),
+            _ => MetadataIndex::NotAnObject,
+        }
+    }
+
+    /// The value under `key` (its last one, if written twice).
+    pub(crate) fn get(&self, key: &str) -> Found<'_> {
+        match self {
+            MetadataIndex::Scanned(entries) => {
+                match entries.iter().rev().find(|entry| entry.key == key) {
+                    Some(entry) => entry.value(),
+                    None => Found::Missing,
+                }
+            }
+            MetadataIndex::Parsed(map) => match map.get(key) {
+                Some(Value::String(text)) => Found::Text(Cow::Borrowed(text)),
+                Some(_) => Found::Other,
+                None => Found::Missing,
+            },
+            MetadataIndex::NotAnObject => Found::Missing,
+        }
+    }
+}
+
+/// A top-level key the scan found.
+#[derive(Debug)]
+pub(crate) struct Entry<'a> {
+    /// The key, which had no escapes.
+    key: &'a str,
+    /// Its value's text.
+    raw: &'a str,
+    /// Whether the value is a string with escapes.
+    escaped: bool,
+}
+
+impl Entry<'_> {
+    fn value(&self) -> Found<'_> {
+        if !self.raw.starts_with('"') {
+            Found::Other
+        } else if !self.escaped {
+            Found::Text(Cow::Borrowed(&self.raw[1..self.raw.len() - 1]))
+        } else {
+            // The scan checked every escape, so this parses.
+            serde_json::from_str::<String>(self.raw)
+                .map_or(Found::Other, |text| Found::Text(Cow::Owned(text)))
+        }
+    }
+}
+
+/// The bytes a string's text cannot simply go on with: its closing quote,
+/// a backslash, and the control characters JSON wants escaped.
+const STOPS_A_STRING: [bool; 256] = {
+    let mut stops = [false; 256];
+    let mut byte = 0;
+    while byte < 0x20 {
+        stops[byte] = true;
+        byte += 1;
+    }
+    stops[b'"' as usize] = true;
+    stops[b'\\' as usize] = true;
+    stops
+};
+
+/// A pass over JSON text; each step answers `None` where the text is not
+/// JSON or holds what the scan leaves to serde_json.
+struct Scan<'a> {
+    text: &'a str,
+    at: usize,
+}
+
+impl<'a> Scan<'a> {
+    fn new(text: &'a str) -> Scan<'a> {
+        Scan { text, at: 0 }
+    }
+
+    /// The entries of the object that is the whole text.
+    fn object_entries(mut self) -> Option<SmallVec<[Entry<'a>; 8]>> {
+        let mut entries = SmallVec::new();
+        self.skip_whitespace();
+        self.expect(b'{')?;
+        self.skip_whitespace();
+        if self.peek()? == b'}' {
+            self.at += 1;
+        } else {
+            loop {
+                self.skip_whitespace();
+                let key_start = self.at;
+                if self.string()? {
+                    // A key with escapes: rare enough to leave to serde_json.
+                    return None;
+                }
+                let key = &self.text[key_start + 1..self.at - 1];
+                self.skip_whitespace();
+                self.expect(b':')?;
+                self.skip_whitespace();
+                let value_start = self.at;
+                let escaped = if self.peek()? == b'"' {
+                    self.string()?
+                } else {
+                    self.value(1)?;
+                    false
+                };
+                entries.push(Entry {
+                    key,
+                    raw: &self.text[value_start..self.at],
+                    escaped,
+                });
+                self.skip_whitespace();
+                if !self.list_goes_on(b'}')? {
+                    break;
+                }
+            }
+        }
+        self.skip_whitespace();
+        (self.at == self.text.len()).then_some(entries)
+    }
+
+    fn peek(&self) -> Option<u8> {
+        self.text.as_bytes().get(self.at).copied()
+    }
+
+    fn next(&mut self) -> Option<u8> {
+        let byte = self.peek()?;
+        self.at += 1;
+        Some(byte)
+    }
+
+    fn expect(&mut self, byte: u8) -> Option<()> {
+        (self.next()? == byte).then_some(())
+    }
+
+    fn skip_whitespace(&mut self) {
+        while let Some(b' ' | b'\n' | b'\r' | b'\t') = self.peek() {
+            self.at += 1;
+        }
+    }
+
+    /// After a list's item and the whitespace after it: `true` past a
+    /// comma, `false` past the `close`ing bracket.
+    fn list_goes_on(&mut self, close: u8) -> Option<bool> {
+        match self.next()? {
+            b',' => Some(true),
+            byte if byte == close => Some(false),
+            _ => None,
+        }
+    }
+
+    /// One value, nested `depth` deep.
+    fn value(&mut self, depth: usize) -> Option<()> {
+        match self.peek()? {
+            b'"' => self.string().map(drop),
+            b'{' | b'[' if depth >= MAX_DEPTH => None,
+            b'{' => {
+                self.at += 1;
+                self.skip_whitespace();
+                if self.peek()? == b'}' {
+                    self.at += 1;
+                    return Some(());
+                }
+                loop {
+                    self.skip_whitespace();
+                    self.string()?;
+                    self.skip_whitespace();
+                    self.expect(b':')?;
+                    self.skip_whitespace();
+                    self.value(depth + 1)?;
+                    self.skip_whitespace();
+                    if !self.list_goes_on(b'}')? {
+                        return Some(());
+                    }
+                }
+            }
+            b'[' => {
+                self.at += 1;
+                self.skip_whitespace();
+                if self.peek()? == b']' {
+                    self.at += 1;
+                    return Some(());
+                }
+                loop {
+                    self.skip_whitespace();
+                    self.value(depth + 1)?;
+                    self.skip_whitespace();
+                    if !self.list_goes_on(b']')? {
+                        return Some(());
+                    }
+                }
+            }
+            b't' => self.literal("true"),
+            b'f' => self.literal("false"),
+            b'n' => self.literal("null"),
+            b'-' | b'0'..=b'9' => self.number(),
+            _ => None,
+        }
+    }
+
+    fn literal(&mut self, word: &str) -> Option<()> {
+        self.text[self.at..]
+            .starts_with(word)
+            .then(|| self.at += word.len())
+    }
+
+    /// A number as JSON writes it: `-? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?`.
+    fn number(&mut self) -> Option<()> {
+        if self.peek() == Some(b'-') {
+            self.at += 1;
+        }
+        match self.next()? {
+            b'0' => {}
+            b'1'..=b'9' => self.digits(),
+            _ => return None,
+        }
+        if self.peek() == Some(b'.') {
+            self.at += 1;
+            self.one_or_more_digits()?;
+        }
+        if let Some(b'e' | b'E') = self.peek() {
+            self.at += 1;
+            if let Some(b'+' | b'-') = self.peek() {
+                self.at += 1;
+            }
+            self.one_or_more_digits()?;
+        }
+        Some(())
+    }
+
+    fn digits(&mut self) {
+        while let Some(b'0'..=b'9') = self.peek() {
+            self.at += 1;
+        }
+    }
+
+    fn one_or_more_digits(&mut self) -> Option<()> {
+        let start = self.at;
+        self.digits();
+        (self.at > start).then_some(())
+    }
+
+    /// A string, quotes included; whether it has escapes.
+    fn string(&mut self) -> Option<bool> {
+        self.expect(b'"')?;
+        let bytes = self.text.as_bytes();
+        let mut escaped = false;
+        loop {
+            while bytes
+                .get(self.at)
+                .is_some_and(|&byte| !STOPS_A_STRING[byte as usize])
+            {
+                self.at += 1;
+            }
+            match self.next()? {
+                b'"' => return Some(escaped),
+                b'\\' => {
+                    escaped = true;
+                    self.escape()?;
+                }
+                _ => return None,
+            }
+        }
+    }
+
+    /// What follows a backslash. A `\u` escape of a surrogate is left to
+    /// serde_json, which pairs them.
+    fn escape(&mut self) -> Option<()> {
+        match self.next()? {
+            b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => Some(()),
+            b'u' => {
+                let hex = self.text.get(self.at..self.at + 4)?;
+                if !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    return None;
+                }
+                let unit = u16::from_str_radix(hex, 16).ok()?;
+                if (0xD800..=0xDFFF).contains(&unit) {
+                    return None;
+                }
+                self.at += 4;
+                Some(())
+            }
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What the scan finds under `key`, or `None` if it left `json` to
+    /// serde_json.
+    fn scanned(json: &str, key: &str) -> Option<Found<'static>> {
+        let entries = Scan::new(json).object_entries()?;
+        let index = MetadataIndex::Scanned(entries);
+        let found = match index.get(key) {
+            Found::Text(text) => Found::Text(Cow::Owned(text.into_owned())),
+            Found::Missing => Found::Missing,
+            Found::Other => Found::Other,
+        };
+        Some(found)
+    }
+
+    /// What the object serde_json parses from `json` holds under `key`.
+    fn parsed(json: &str, key: &str) -> Option<Found<'static>> {
+        match serde_json::from_str::<Value>(json).ok()? {
+            Value::Object(map) => Some(match map.get(key) {
+                Some(Value::String(text)) => Found::Text(Cow::Owned(text.clone())),
+                Some(_) => Found::Other,
+                None => Found::Missing,
+            }),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn it_finds_what_the_parsed_object_holds() {
+        for json in [
+            r#"{"table":"orders","run_id":"run-1","seq":7,"column":"c7","metric":"mean"}"#,
+            r#"{ "table" : "a\"quoted\" \u00e9 name" , "column": "" , "extra": [1, {"x": [2, {}]}, []] }"#,
+            r#"{"metric": "p99", "table": "first", "table": "last"}"#,
+            r#"{"table": -0.5e+10, "column": true, "metric": false, "n": 0, "m": 12.25E-3}"#,
+            "{}",
+            " \t\r\n{\n\"table\"\n:\n\"spaced\"\n}\n ",
+            r#"{"table": "ünïcødé ✓", "column": "\/\b\f\n\r\t\\"}"#,
+        ] {
+            for key in ["table", "column", "metric", "missing"] {
+                assert_eq!(scanned(json, key), parsed(json, key), "{key} in {json}");
+            }
+        }
+    }
+
+    #[test]
+    fn text_that_is_not_a_json_object_is_refused() {
+        for json in [
+            "",
+            "[]",
+            "\"table\"",
+            "{",
+            r#"{"table": "orders""#,
+            r#"{"table": "orders",}"#,
+            r#"{"table" "orders"}"#,
+            r#"{"table": tru}"#,
+            r#"{"table": nulll}"#,
+            r#"{"table": 01}"#,
+            r#"{"table": 1.}"#,
+            r#"{"table": 1e}"#,
+            r#"{"table": -}"#,
+            r#"{"table": +1}"#,
+            r#"{"table": [1,]}"#,
+            r#"{"table": {"a" 1}}"#,
+            r#"{"table": "bad \x escape"}"#,
+            r#"{"table": "\u12G4"}"#,
+            "{\"table\": \"raw\ttab\"}",
+            r#"{"table": "x"} trailing"#,
+            r#"{"table": "x"}}"#,
+            r#"{table: "x"}"#,
+        ] {
+            assert!(Scan::new(json).object_entries().is_none(), "{json}");
+            assert!(
+                parsed(json, "table").is_none(),
+                "serde_json refuses it too: {json}"
+            );
+        }
+    }
+
+    #[test]
+    fn surrogates_and_deep_nesting_are_left_to_serde_json() {
+        let deep = format!(
+            r#"{{"table": "t", "x": {}{}}}"#,
+            "[".repeat(110),
+            "]".repeat(110)
+        );
+        for json in [
+            r#"{"table": "\ud83d\ude00 grin"}"#.to_owned(),
+            r#"{"\ud83d\ude00": 1, "table": "t"}"#.to_owned(),
+            r#"{"t\u0061ble": "escaped key", "column": null}"#.to_owned(),
+            deep,
+        ] {
+            assert!(Scan::new(&json).object_entries().is_none(), "{json}");
+            let index = MetadataIndex::read(&json);
+            assert!(matches!(index, MetadataIndex::Parsed(_)), "{json}");
+            let expected = parsed(&json, "table").unwrap();
+            assert_eq!(index.get("table").into_text(), expected.into_text());
+        }
+        assert!(matches!(
+            MetadataIndex::read("[1]"),
+            MetadataIndex::NotAnObject
+        ));
+        assert!(matches!(
+            MetadataIndex::read("{"),
+            MetadataIndex::NotAnObject
+        ));
+        assert_eq!(MetadataIndex::read("not json").get("table"), Found::Missing);
+    }
+
+    #[test]
+    fn strings_without_escapes_are_borrowed() {
+        let json = r#"{"table": "orders", "column": "a\"b"}"#;
+        let index = MetadataIndex::read(json);
+        assert!(matches!(
+            index.get("table"),
+            Found::Text(Cow::Borrowed("orders"))
+        ));
+        assert_eq!(index.get("column"), Found::Text(Cow::Owned("a\"b".into())));
+    }
+}
