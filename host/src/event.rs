@@ -404,7 +404,7 @@ mod tests {
 /// `json.dumps` writes (and JSON does not allow) turned into the strings
 /// `"NaN"`, `"Infinity"` and `"-Infinity"`, which the typed number fields
 /// read back as those floats. Text inside strings is left alone.
-fn quote_non_finite(text: &str) -> Cow<'_, str> {
+pub(crate) fn quote_non_finite(text: &str) -> Cow<'_, str> {
     const WORDS: [&str; 3] = ["-Infinity", "Infinity", "NaN"];
     if !text.contains("NaN") && !text.contains("Infinity") {
         return Cow::Borrowed(text);

@@ -17,11 +17,12 @@ use crate::delivery::{
     self, DeadLetterError, DeadLetters, NewDeadLetter, Recovered, ReplayReport, Wal, WalError,
 };
 use crate::engine::{EngineError, Runtime};
+use crate::observe::admission::{AdmissionRefusal, AdmissionStats};
 use crate::outcome::{Failure, FailureClass, Fate, Outcome};
 use crate::plugin::{self, LoadError};
 use crate::printable;
 use crate::queue::QueueError;
-use crate::registry::{PluginSummary, Registry, ReloadStats, Route, Unfinished};
+use crate::registry::{PluginSummary, Registry, Rejection, ReloadStats, Route, Unfinished};
 use crate::routing::dedup::RenderedKey;
 use crate::routing::store::{RoutingStore, RoutingStoreError};
 use crate::routing::EventFields;
@@ -112,6 +113,16 @@ pub enum EmitError {
     /// The host is shutting down.
     #[error("the host is shut down")]
     ShutDown,
+}
+
+/// Why [`Host::admit_all`] accepted none of its events.
+#[derive(Debug, thiserror::Error)]
+#[error("event {index}: {error}")]
+pub struct Refused {
+    /// The position of the event refused, from 0.
+    pub index: usize,
+    /// Why it was refused.
+    pub error: EmitError,
 }
 
 /// Builds a [`Host`].
@@ -307,6 +318,7 @@ impl HostBuilder {
             _ => None,
         };
         Ok(Host {
+            admission: AdmissionStats::default(),
             max_event_bytes: config.engine.max_event_bytes(),
             drain_timeout: self.drain_timeout.unwrap_or(DEFAULT_DRAIN_TIMEOUT),
             shared,
@@ -576,6 +588,8 @@ pub struct Host {
     max_event_bytes: usize,
     /// How long `shutdown` waits for pending deliveries.
     drain_timeout: Duration,
+    /// Events accepted and refused, for the metrics.
+    admission: AdmissionStats,
 }
 
 /// What the host and its plugins-folder watcher share.
@@ -670,6 +684,22 @@ impl Host {
         self.shared.registry.reload_stats()
     }
 
+    /// For each plugin name, the last file hot reload refused, unless a
+    /// version of it loaded since.
+    pub fn reload_rejections(&self) -> Vec<Rejection> {
+        self.shared.registry.rejections()
+    }
+
+    /// Events accepted and refused so far, from every source.
+    pub fn admission_stats(&self) -> &AdmissionStats {
+        &self.admission
+    }
+
+    /// The config in force (hot reload replaces it).
+    pub fn config(&self) -> Arc<Config> {
+        self.shared.config()
+    }
+
     /// Names of the live plugins, in dispatch order.
     pub fn plugin_names(&self) -> Vec<String> {
         let routes = self.shared.registry.routes();
@@ -682,13 +712,27 @@ impl Host {
     /// that plugin's oldest queued event for `drop_oldest`. With a data
     /// directory, returns once the event is in the write-ahead log.
     pub fn emit(&self, event: Event) -> Result<(), EmitError> {
-        self.dispatch(event, false).map(|_| ())
+        let result = self.dispatch(event, false, true).map(|_| ());
+        self.admission.count(&result);
+        result
+    }
+
+    /// Like [`Host::emit`], but never waits for room: a full queue fails
+    /// the event whatever the plugin's `on_full` (`drop_oldest` still drops
+    /// the oldest). For a caller that must not be held up, such as a
+    /// profiler's own thread.
+    pub fn try_emit(&self, event: Event) -> Result<(), EmitError> {
+        let result = self.dispatch(event, false, false).map(|_| ());
+        self.admission.count(&result);
+        result
     }
 
     /// Like [`Host::emit`], and returns a report to await for each plugin's
     /// outcome of the first delivery.
     pub fn emit_with_report(&self, event: Event) -> Result<PendingReport, EmitError> {
-        self.dispatch(event, true)
+        let result = self.dispatch(event, true, true);
+        self.admission.count(&result);
+        result
     }
 
     /// Queues `event` for every plugin, waiting for room in full queues
@@ -705,6 +749,14 @@ impl Host {
     /// [`Host::send`] for many events at once, in order: one write-ahead
     /// log sync for all of them. One result per event.
     pub async fn send_batch(&self, events: Vec<Event>) -> Vec<Result<(), EmitError>> {
+        let results = self.send_batch_uncounted(events).await;
+        for result in &results {
+            self.admission.count(result);
+        }
+        results
+    }
+
+    async fn send_batch_uncounted(&self, events: Vec<Event>) -> Vec<Result<(), EmitError>> {
         let all = self.shared.registry.routes();
         let mut results = Vec::with_capacity(events.len());
         let mut admitted = Vec::with_capacity(events.len());
@@ -767,6 +819,8 @@ impl Host {
             for (route, _) in skipped {
                 route.filtered.fetch_add(1, Ordering::Relaxed);
             }
+            // With traces on, the event's span, which its deliveries keep.
+            let _accepted = crate::observe::traces::accepted(&event);
             let event = Arc::new(event);
             let targets = reservations.into_iter().zip(routes.iter()).zip(keys);
             for ((reservation, route), rendered) in targets {
@@ -777,6 +831,106 @@ impl Host {
             }
         }
         results
+    }
+
+    /// Accepts all of `events` or none of them, for a source that answers
+    /// its caller (the HTTP ingest). Every event is checked and given room
+    /// in every queue it goes to before any is written to the write-ahead
+    /// log (in one write) and queued. A full queue refuses at once under
+    /// `reject`, and under `drop_oldest` drops as [`Host::emit`] does;
+    /// under `wait` it is waited for, at most `patience` for the whole
+    /// call. Returns once the events are accepted: with a data directory,
+    /// once they are in the write-ahead log. On error, no plugin got any
+    /// of them, and the error names the first event refused.
+    pub async fn admit_all(&self, events: Vec<Event>, patience: Duration) -> Result<(), Refused> {
+        let count = events.len();
+        let result = self.admit_all_uncounted(events, patience).await;
+        match &result {
+            Ok(()) => self.admission.count_accepted(count),
+            Err(refused) => {
+                let reason = AdmissionRefusal::of(&refused.error);
+                self.admission.count_refused(reason, count);
+            }
+        }
+        result
+    }
+
+    async fn admit_all_uncounted(
+        &self,
+        events: Vec<Event>,
+        patience: Duration,
+    ) -> Result<(), Refused> {
+        let all = self.shared.registry.routes();
+        let mut planned = Vec::with_capacity(events.len());
+        for (index, event) in events.iter().enumerate() {
+            let routed = route(&all, event);
+            let size = self
+                .admit(event, &routed.targets)
+                .map_err(|error| Refused { index, error })?;
+            planned.push((routed, size));
+        }
+        let deadline = tokio::time::Instant::now() + patience;
+        let mut reservations = Vec::with_capacity(events.len());
+        for (index, (routed, size)) in planned.iter().enumerate() {
+            let mut held = SmallVec::<[_; 8]>::with_capacity(routed.targets.len());
+            for route in routed.targets.iter() {
+                let reserved = match route.on_full {
+                    OnFull::Wait => {
+                        let waiting = route.queue.reserve(*size);
+                        match tokio::time::timeout_at(deadline, waiting).await {
+                            Ok(reserved) => reserved,
+                            // Still full at the deadline: one last look
+                            // says which bound it is.
+                            Err(_) => route.queue.try_reserve(*size),
+                        }
+                    }
+                    OnFull::Reject | OnFull::DropOldest => route.queue.try_reserve(*size),
+                };
+                let reservation = reserved.map_err(|err| Refused {
+                    index,
+                    error: queue_error(route, err, *size),
+                })?;
+                held.push(reservation);
+            }
+            reservations.push(held);
+        }
+        let seqs: Vec<Option<u64>> = match &self.shared.registry.wal {
+            Some(wal) => {
+                let records = events
+                    .iter()
+                    .zip(&planned)
+                    .map(|(event, (routed, _))| (event.to_json(), route_names(&routed.targets)))
+                    .collect();
+                let seqs = wal.append(records).await.map_err(|err| Refused {
+                    index: 0,
+                    error: EmitError::Log(Arc::new(err)),
+                })?;
+                seqs.into_iter().map(Some).collect()
+            }
+            None => vec![None; events.len()],
+        };
+        let queued = events.into_iter().zip(planned).zip(reservations).zip(seqs);
+        for (((event, (routed, size)), held), seq) in queued {
+            let Routed {
+                targets,
+                keys,
+                skipped,
+            } = routed;
+            for (route, _) in skipped {
+                route.filtered.fetch_add(1, Ordering::Relaxed);
+            }
+            // With traces on, the event's span, which its deliveries keep.
+            let _accepted = crate::observe::traces::accepted(&event);
+            let event = Arc::new(event);
+            let deliveries = held.into_iter().zip(targets.iter()).zip(keys);
+            for ((reservation, route), rendered) in deliveries {
+                let mut delivery = Delivery::new(event.clone(), seq, size);
+                delivery.rendered = rendered;
+                requeue_dropped(route, reservation.push(Job::Event(delivery)));
+                route.accepted.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        Ok(())
     }
 
     /// The size of `event` as counted against queues, if the host and the
@@ -796,7 +950,14 @@ impl Host {
         Ok(bytes)
     }
 
-    fn dispatch(&self, event: Event, with_report: bool) -> Result<PendingReport, EmitError> {
+    /// Queues `event` for every plugin its routes let it go to; `wait`:
+    /// whether a full `on_full = "wait"` queue is waited for.
+    fn dispatch(
+        &self,
+        event: Event,
+        with_report: bool,
+        wait: bool,
+    ) -> Result<PendingReport, EmitError> {
         let all = self.shared.registry.routes();
         let Routed {
             targets: routes,
@@ -807,8 +968,8 @@ impl Host {
         let mut reservations = SmallVec::<[_; 8]>::with_capacity(routes.len());
         for route in routes.iter() {
             let reserved = match route.on_full {
-                OnFull::Wait => wait_for_room(route, size),
-                OnFull::Reject | OnFull::DropOldest => route.queue.try_reserve(size),
+                OnFull::Wait if wait => wait_for_room(route, size),
+                OnFull::Wait | OnFull::Reject | OnFull::DropOldest => route.queue.try_reserve(size),
             };
             reservations.push(reserved.map_err(|err| queue_error(route, err, size))?);
         }
@@ -835,6 +996,8 @@ impl Host {
                     .push((route.name.to_string(), skip.to_string()));
             }
         }
+        // With traces on, the event's span, which its deliveries keep.
+        let _accepted = crate::observe::traces::accepted(&event);
         let event = Arc::new(event);
         let targets = reservations.into_iter().zip(routes.iter()).zip(keys);
         for ((reservation, route), rendered) in targets {

@@ -37,6 +37,7 @@ pub mod engine;
 pub mod event;
 pub mod host;
 mod log_limit;
+pub mod observe;
 pub mod outcome;
 pub mod plugin;
 pub mod printable;
@@ -45,6 +46,7 @@ mod registry;
 mod regular_file;
 pub mod routing;
 pub mod settings;
+pub mod sources;
 pub mod state;
 mod watch;
 mod worker;
@@ -53,6 +55,10 @@ pub use bindings::{Event, EventKind, HookError, Severity};
 pub use cache::CacheStats;
 pub use config::{Config, Limits, OnFull};
 pub use delivery::{DeadLetter, DeadLetters, ReplayReport};
-pub use host::{EmitError, Host, HostBuilder, PendingReport, Report, DEFAULT_DRAIN_TIMEOUT};
-pub use outcome::{Failure, FailureClass, Fate, Outcome, PluginStats};
-pub use registry::{PluginSummary, ReloadStats, Unfinished};
+pub use host::{
+    EmitError, Host, HostBuilder, PendingReport, Refused, Report, DEFAULT_DRAIN_TIMEOUT,
+};
+pub use outcome::{
+    BreakerState, Failure, FailureClass, Fate, LatencyBuckets, Outcome, PluginStats, RecentFailure,
+};
+pub use registry::{PluginSummary, Rejection, ReloadStats, Unfinished};

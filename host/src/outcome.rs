@@ -1,9 +1,10 @@
 //! What happened when a plugin handled an event, and the running counts of
 //! it per plugin.
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 /// Why a plugin did not handle an event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -166,15 +167,100 @@ pub struct PluginStats {
     pub held: u64,
     /// Instances created (the first, and one after every trap).
     pub instantiations: u64,
+    /// Fuel its calls consumed, in all (what each call was given less what
+    /// it had left; a call that ran out counts its whole budget).
+    pub fuel_consumed: u64,
+    /// Where its circuit breaker stands now.
+    pub breaker: BreakerState,
+    /// Its last few failed deliveries, oldest first, at most
+    /// [`RECENT_FAILURES`].
+    pub recent_failures: VecDeque<RecentFailure>,
     latency: LatencyHistogram,
 }
+
+/// How many failed deliveries a plugin's counts remember, for `GET
+/// /plugins` and `hookhost status`: enough to tell one odd failure from a
+/// pattern, few enough to read at a glance.
+pub const RECENT_FAILURES: usize = 5;
+
+/// Longest message a remembered failure keeps, in bytes: a line of a
+/// status table, not the whole error (the dead letters keep that).
+pub const RECENT_FAILURE_MESSAGE_BYTES: usize = 512;
+
+/// One failed delivery, as remembered in a plugin's counts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecentFailure {
+    /// When it was counted (after the delivery, within the worker's run of
+    /// events).
+    pub at: SystemTime,
+    /// Its class.
+    pub class: FailureClass,
+    /// Whether it was to be tried again.
+    pub retryable: bool,
+    /// What happened, cut to [`RECENT_FAILURE_MESSAGE_BYTES`].
+    pub message: String,
+}
+
+/// Where a plugin's circuit breaker stands.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum BreakerState {
+    /// Normal delivery.
+    #[default]
+    Closed,
+    /// Cooling down: nothing is delivered until the cool-down ends.
+    Open,
+    /// The cool-down is over: one event probes the plugin.
+    HalfOpen,
+}
+
+impl BreakerState {
+    /// `closed`, `open` or `half_open`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BreakerState::Closed => "closed",
+            BreakerState::Open => "open",
+            BreakerState::HalfOpen => "half_open",
+        }
+    }
+
+    /// The state as a number, for a gauge: 0 closed, 1 open, 2 half-open.
+    pub fn as_number(self) -> i64 {
+        match self {
+            BreakerState::Closed => 0,
+            BreakerState::Open => 1,
+            BreakerState::HalfOpen => 2,
+        }
+    }
+}
+
+/// A latency histogram as cumulative buckets, for Prometheus.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LatencyBuckets {
+    /// `(upper bound in seconds, deliveries faster than it)`, in increasing
+    /// order; the last bound is `f64::INFINITY` and counts every delivery.
+    pub buckets: Vec<(f64, u64)>,
+    /// Deliveries counted.
+    pub count: u64,
+    /// Their latencies added up, in seconds.
+    pub sum_seconds: f64,
+}
+
+/// The exponents `k` of the bounds `2^k` ns of [`PluginStats::latency_buckets`]:
+/// every power of four from about 1 µs (2^10 ns) to about 69 s (2^36 ns).
+/// A power of two is where a bucket of the log-linear histogram starts, so
+/// each bound splits it exactly; powers of four keep the list to 14 bounds
+/// across the range a call can take (at most its timeout).
+const LATENCY_BOUND_EXPONENTS: std::ops::RangeInclusive<u32> = 10..=36;
 
 impl PluginStats {
     /// Records one delivery's outcome.
     pub fn record(&mut self, outcome: &Outcome) {
         match &outcome.result {
             Ok(()) => self.handled += 1,
-            Err(failure) => self.failed[failure.class.index()] += 1,
+            Err(failure) => {
+                self.failed[failure.class.index()] += 1;
+                self.remember(failure);
+            }
         }
         match outcome.fate {
             Fate::Retrying { .. } => self.retried += 1,
@@ -184,6 +270,48 @@ impl PluginStats {
             }
         }
         self.latency.record(outcome.latency);
+    }
+
+    /// Keeps `failure` among the last [`RECENT_FAILURES`].
+    fn remember(&mut self, failure: &Failure) {
+        if self.recent_failures.len() == RECENT_FAILURES {
+            self.recent_failures.pop_front();
+        }
+        let mut message = failure.message.as_str();
+        if message.len() > RECENT_FAILURE_MESSAGE_BYTES {
+            let mut end = RECENT_FAILURE_MESSAGE_BYTES;
+            while !message.is_char_boundary(end) {
+                end -= 1;
+            }
+            message = &message[..end];
+        }
+        self.recent_failures.push_back(RecentFailure {
+            at: SystemTime::now(),
+            class: failure.class,
+            retryable: failure.retryable,
+            message: message.to_owned(),
+        });
+    }
+
+    /// The latency of every delivery as cumulative buckets whose bounds
+    /// are powers of four of nanoseconds (1.024 µs, 4.096 µs, ... 68.7 s),
+    /// written in seconds. A bucket counts the deliveries that took less
+    /// than its bound: at most one nanosecond less than Prometheus's `le`
+    /// (at most) reads, a difference below what the clock resolves.
+    pub fn latency_buckets(&self) -> LatencyBuckets {
+        let mut buckets: Vec<(f64, u64)> = LATENCY_BOUND_EXPONENTS
+            .step_by(2)
+            .map(|k| {
+                let bound = 1u64 << k;
+                (bound as f64 * 1e-9, self.latency.count_below(bound))
+            })
+            .collect();
+        buckets.push((f64::INFINITY, self.latency.count));
+        LatencyBuckets {
+            buckets,
+            count: self.latency.count,
+            sum_seconds: self.latency.sum_nanos as f64 * 1e-9,
+        }
     }
 
     /// Events that failed with `class`.
@@ -257,6 +385,12 @@ impl LatencyHistogram {
         Duration::from_nanos(u64::try_from(mean).unwrap_or(u64::MAX))
     }
 
+    /// Values below `bound`, a power of two of at least 16: the buckets
+    /// before the one `bound` starts.
+    fn count_below(&self, bound: u64) -> u64 {
+        self.buckets[..bucket_of(bound)].iter().sum()
+    }
+
     fn quantile(&self, q: f64) -> Duration {
         if self.count == 0 {
             return Duration::ZERO;
@@ -319,6 +453,70 @@ mod tests {
             assert!(upper >= nanos, "{nanos} -> {upper}");
             assert!(upper - nanos <= nanos / 16 + 1, "{nanos} -> {upper}");
         }
+    }
+
+    #[test]
+    fn powers_of_two_split_buckets_exactly() {
+        for k in 4..63 {
+            let bound = 1u64 << k;
+            assert_eq!(bucket_upper_bound(bucket_of(bound) - 1), bound - 1, "2^{k}");
+            assert_eq!(bucket_of(bound - 1) + 1, bucket_of(bound), "2^{k}");
+        }
+    }
+
+    #[test]
+    fn latency_buckets_are_cumulative_at_powers_of_four() {
+        let mut stats = PluginStats::default();
+        let latency = |nanos| Outcome {
+            result: Ok(()),
+            fate: Fate::Delivered,
+            version: Arc::from(""),
+            latency: Duration::from_nanos(nanos),
+        };
+        // Just under, at, and just over 2^20 ns (about 1 ms).
+        for nanos in [(1 << 20) - 1, 1 << 20, (1 << 20) + 1, 5] {
+            stats.record(&latency(nanos));
+        }
+        let buckets = stats.latency_buckets();
+        assert_eq!(buckets.count, 4);
+        assert_eq!(buckets.buckets.len(), 15);
+        let at = |seconds: f64| {
+            buckets
+                .buckets
+                .iter()
+                .find(|(bound, _)| (bound - seconds).abs() < 1e-12)
+                .map(|(_, n)| *n)
+        };
+        assert_eq!(at(1.024e-6), Some(1));
+        assert_eq!(at(0.000262144), Some(1));
+        assert_eq!(at(0.001048576), Some(2));
+        assert_eq!(at(0.004194304), Some(4));
+        assert_eq!(buckets.buckets.last(), Some(&(f64::INFINITY, 4)));
+        let counts: Vec<u64> = buckets.buckets.iter().map(|(_, n)| *n).collect();
+        assert!(counts.windows(2).all(|w| w[0] <= w[1]), "{counts:?}");
+    }
+
+    #[test]
+    fn only_the_last_failures_are_remembered_cut_short() {
+        let mut stats = PluginStats::default();
+        for n in 0..(RECENT_FAILURES + 3) {
+            stats.record(&Outcome {
+                result: Err(Failure {
+                    class: FailureClass::Trap,
+                    retryable: false,
+                    message: format!("{n}{}", "é".repeat(RECENT_FAILURE_MESSAGE_BYTES)),
+                }),
+                fate: Fate::DeadLettered,
+                version: Arc::from(""),
+                latency: Duration::ZERO,
+            });
+        }
+        assert_eq!(stats.recent_failures.len(), RECENT_FAILURES);
+        assert!(stats.recent_failures[0].message.starts_with('3'));
+        assert!(stats
+            .recent_failures
+            .iter()
+            .all(|f| f.message.len() <= RECENT_FAILURE_MESSAGE_BYTES));
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -17,7 +17,7 @@ use crate::config::{Config, OnFull};
 use crate::delivery::{DeadLetters, Wal};
 use crate::log_limit::LogLimit;
 use crate::outcome::PluginStats;
-use crate::plugin::LoadedPlugin;
+use crate::plugin::{LoadError, LoadedPlugin};
 use crate::queue::PluginQueue;
 use crate::routing::store::RoutingStore;
 use crate::routing::{DedupRule, RouteFilter};
@@ -86,6 +86,23 @@ pub struct PluginSummary {
     /// Lines of its output (log calls, stdout, stderr) dropped because it
     /// wrote more than its output limit.
     pub output_dropped: u64,
+    /// Events in its queue now, waiting for its worker (0 once it is no
+    /// longer live).
+    pub queued: u64,
+}
+
+/// A plugin file hot reload refused: a new plugin that did not load, or a
+/// new version of a live one (which kept serving).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    /// The plugin's name.
+    pub plugin: String,
+    /// The file.
+    pub path: PathBuf,
+    /// Why, as logged.
+    pub reason: String,
+    /// When.
+    pub at: SystemTime,
 }
 
 /// Events a plugin has been given and not finished yet.
@@ -133,6 +150,9 @@ pub(crate) struct Registry {
     unloaded: AtomicU64,
     configs_applied: AtomicU64,
     configs_rejected: AtomicU64,
+    /// The last rejection of each plugin name by hot reload, until a
+    /// version of it loads.
+    rejections: Mutex<BTreeMap<String, Rejection>>,
     /// The database pools plugins share.
     databases: Arc<Databases>,
     /// Where workers put events that failed for good.
@@ -162,6 +182,7 @@ impl Registry {
             unloaded: AtomicU64::default(),
             configs_applied: AtomicU64::default(),
             configs_rejected: AtomicU64::default(),
+            rejections: Mutex::default(),
             databases: Arc::default(),
             dead_letters,
             wal,
@@ -244,6 +265,7 @@ impl Registry {
                 _drain_sender: self.drain.clone(),
                 routing_store: self.routing_store.clone(),
             },
+            fuel_consumed: AtomicU64::new(0),
         };
         let record = WorkerRecord {
             name: route.name.clone(),
@@ -259,6 +281,7 @@ impl Registry {
         if let Ok(mut workers) = self.workers.lock() {
             workers.push(record);
         }
+        self.forget_rejection(&route.name);
         self.publish(|routes| {
             routes.retain(|r| r.name != route.name);
             routes.push(route);
@@ -287,6 +310,7 @@ impl Registry {
             "swapped in a new version"
         );
         self.swapped.fetch_add(1, Ordering::Relaxed);
+        self.forget_rejection(&name);
         self.publish(|routes| {
             for r in routes.iter_mut().filter(|r| r.name == name) {
                 *r = Arc::new(Route {
@@ -323,8 +347,34 @@ impl Registry {
         self.loaded.fetch_add(1, Ordering::Relaxed);
     }
 
-    pub(crate) fn count_rejected(&self) {
+    /// Counts a file hot reload refused, and keeps why for reports.
+    pub(crate) fn count_rejected(&self, error: &LoadError) {
         self.rejected.fetch_add(1, Ordering::Relaxed);
+        let plugin = crate::plugin::plugin_name(error.path());
+        if let Ok(mut rejections) = self.rejections.lock() {
+            let rejection = Rejection {
+                plugin: plugin.clone(),
+                path: error.path().to_owned(),
+                reason: error.to_string(),
+                at: SystemTime::now(),
+            };
+            rejections.insert(plugin, rejection);
+        }
+    }
+
+    fn forget_rejection(&self, name: &str) {
+        if let Ok(mut rejections) = self.rejections.lock() {
+            rejections.remove(name);
+        }
+    }
+
+    /// The last rejection by hot reload of each plugin name no version of
+    /// which loaded since, in name order.
+    pub(crate) fn rejections(&self) -> Vec<Rejection> {
+        self.rejections
+            .lock()
+            .map(|rejections| rejections.values().cloned().collect())
+            .unwrap_or_default()
     }
 
     pub(crate) fn count_config(&self, applied: bool) {
@@ -388,8 +438,13 @@ impl Registry {
         };
         let mut summaries: Vec<PluginSummary> = workers
             .iter()
-            .filter(|w| live.iter().any(|r| r.name == w.name) && !w.task.is_finished())
-            .map(summary)
+            .filter(|w| !w.task.is_finished())
+            .filter_map(|w| {
+                let route = live.iter().find(|r| r.name == w.name)?;
+                let mut summary = summary(w);
+                summary.queued = route.queue.len() as u64;
+                Some(summary)
+            })
             .collect();
         summaries.sort_by(|a, b| a.name.cmp(&b.name));
         summaries
@@ -483,6 +538,7 @@ fn summary(record: &WorkerRecord) -> PluginSummary {
         },
         http_denied: record.http_denied.load(Ordering::Relaxed),
         output_dropped: record.output_limit.dropped(),
+        queued: 0,
     }
 }
 

@@ -339,5 +339,5 @@ fn reject(shared: &Shared, err: LoadError) {
         ""
     };
     tracing::error!("rejected {err}{keeps}");
-    shared.registry.count_rejected();
+    shared.registry.count_rejected(&err);
 }

@@ -18,12 +18,14 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::future::{poll_fn, Future};
 use std::pin::pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::Poll;
 use std::time::{Duration, Instant, SystemTime};
 
 use smallvec::SmallVec;
 use tokio::sync::{oneshot, watch};
+use tracing::Instrument;
 use wasmtime::component::ResourceTableError;
 use wasmtime::{Store, Trap, UpdateDeadline};
 
@@ -35,7 +37,8 @@ use crate::delivery::backoff::{retry_delay, Jitter};
 use crate::delivery::breaker::{Breaker, Permit, Transition};
 use crate::delivery::{DeadLetters, NewDeadLetter, Wal};
 use crate::log_limit::{Admit, LogLimit, PER_SECOND};
-use crate::outcome::{Failure, FailureClass, Fate, Outcome, PluginStats};
+use crate::observe::logs::DELIVERY_TARGET;
+use crate::outcome::{BreakerState, Failure, FailureClass, Fate, Outcome, PluginStats};
 use crate::plugin::LoadedPlugin;
 use crate::printable::escape_controls;
 use crate::queue::{PluginQueue, Queued};
@@ -135,6 +138,9 @@ pub(crate) struct Delivery {
     /// group's events, whose log records, bytes and waiters it settles.
     /// Empty for any other delivery.
     pub(crate) members: Vec<Delivery>,
+    /// With traces on, the span of the event's acceptance: its deliveries'
+    /// spans are its children.
+    pub(crate) parent: Option<tracing::Span>,
 }
 
 impl Delivery {
@@ -151,6 +157,7 @@ impl Delivery {
             rendered: None,
             suppressed: 0,
             members: Vec::new(),
+            parent: crate::observe::traces::current(),
         }
     }
 
@@ -252,6 +259,9 @@ pub(crate) struct Worker {
     pub(crate) log_limit: LogLimit,
     pub(crate) queue: Arc<PluginQueue<Job>>,
     pub(crate) aftercare: Aftercare,
+    /// Fuel the calls consumed since the counts were last written: added
+    /// to by every call, moved into `stats` with the other counts.
+    pub(crate) fuel_consumed: AtomicU64,
 }
 
 /// The worker's own state across wake-ups.
@@ -468,7 +478,7 @@ impl Worker {
                 if let Admit::Log { .. } = self.log_limit.admit(Instant::now()) {
                     tracing::warn!(
                         plugin = &*self.plugin.name,
-                        event = %escape_controls(&delivery.event.id),
+                        event_id = %escape_controls(&delivery.event.id),
                         "{err}; the event is delivered without deduplication"
                     );
                 }
@@ -653,6 +663,14 @@ impl Worker {
                 if delivery.mode == Mode::Normal {
                     self.pace(state, 1).await;
                 }
+                let span = tracing::info_span!(
+                    target: DELIVERY_TARGET,
+                    parent: delivery.parent.as_ref().and_then(tracing::Span::id),
+                    "delivery",
+                    plugin = &*self.plugin.name,
+                    event_id = %escape_controls(&delivery.event.id),
+                    attempt = delivery.attempts + 1,
+                );
                 let started = Instant::now();
                 let attempt = delivery.attempts + 1;
                 let suppressed = told(&delivery).into_iter().collect();
@@ -664,8 +682,10 @@ impl Worker {
                         suppressed,
                         started,
                     )
+                    .instrument(span.clone())
                     .await;
-                self.settle(state, delivery, result, hint, started.elapsed());
+                let latency = started.elapsed();
+                span.in_scope(|| self.settle(state, delivery, result, hint, latency));
             }
         }
     }
@@ -748,14 +768,31 @@ impl Worker {
 
     /// Delivers `batch` in one `handle-batch` call and settles each event.
     async fn deliver_batch_of(&mut self, state: &mut Loop, batch: Vec<Delivery>) {
+        // One span for the call, under the first event's span; the other
+        // events' spans are linked to it.
+        let parent = batch.first().and_then(|d| d.parent.as_ref()?.id());
+        let span = tracing::info_span!(
+            target: DELIVERY_TARGET,
+            parent: parent,
+            "delivery",
+            plugin = &*self.plugin.name,
+            events = batch.len(),
+        );
+        for delivery in batch.iter().skip(1) {
+            if let Some(other) = delivery.parent.as_ref().and_then(tracing::Span::id) {
+                span.follows_from(other);
+            }
+        }
         let started = Instant::now();
         let events: Vec<Event> = batch.iter().map(|d| (*d.event).clone()).collect();
         let attempt = batch.iter().map(|d| d.attempts + 1).max().unwrap_or(1);
         let suppressed = batch.iter().flat_map(told).collect();
         let (results, hint) = self
             .deliver_batch(&mut state.live, &events, attempt, suppressed, started)
+            .instrument(span.clone())
             .await;
         let latency = started.elapsed();
+        let _entered = span.enter();
         for (delivery, result) in batch.into_iter().zip(results) {
             self.settle(state, delivery, result, hint, latency);
         }
@@ -1051,6 +1088,7 @@ impl Worker {
             stats.digests += settled.digests;
             stats.grouped += settled.grouped;
             stats.held = state.groups.held() as u64;
+            stats.fuel_consumed += self.fuel_consumed.swap(0, Ordering::Relaxed);
         }
         settled.outcomes.clear();
         (
@@ -1101,6 +1139,11 @@ impl Worker {
                 Transition::Closed | Transition::Reset => stats.breaker_closed += 1,
                 Transition::Reopened { .. } | Transition::Probing => {}
             }
+            stats.breaker = match transition {
+                Transition::Opened { .. } | Transition::Reopened { .. } => BreakerState::Open,
+                Transition::Probing => BreakerState::HalfOpen,
+                Transition::Closed | Transition::Reset => BreakerState::Closed,
+            };
         }
     }
 
@@ -1125,7 +1168,7 @@ impl Worker {
             }
             tracing::warn!(
                 plugin,
-                event = %escape_controls(id),
+                event_id = %escape_controls(id),
                 class = failure.class.as_str(),
                 "{}",
                 escape_controls(&failure.message)
@@ -1236,7 +1279,9 @@ impl Worker {
         let call = hook
             .hookhost_hooks_handler()
             .call_handle(&mut live.store, event);
-        match within_deadline(call, deadline).await {
+        let result = within_deadline(call, deadline).await;
+        self.count_fuel(&live.store);
+        match result {
             Some(Ok(Ok(()))) => Ok(()),
             Some(Ok(Err(error))) => Err(returned(error)),
             Some(Err(trap)) => Err(classify(&trap, &self.limits)),
@@ -1264,7 +1309,9 @@ impl Worker {
         let call = hook
             .hookhost_hooks_batch_handler()
             .call_handle_batch(&mut live.store, events);
-        match within_deadline(call, deadline).await {
+        let result = within_deadline(call, deadline).await;
+        self.count_fuel(&live.store);
+        match result {
             Some(Ok(results)) if results.len() == events.len() => Ok(results
                 .into_iter()
                 .map(|result| result.map_err(returned))
@@ -1281,6 +1328,14 @@ impl Worker {
             Some(Err(trap)) => Err(classify(&trap, &self.limits)),
             None => Err(blocked_past_deadline(&self.limits)),
         }
+    }
+
+    /// Counts the fuel the call just made consumed: what `arm_limits`
+    /// gave it less what is left.
+    fn count_fuel(&self, store: &Store<PluginState>) {
+        let left = store.get_fuel().unwrap_or(self.limits.fuel);
+        let used = self.limits.fuel.saturating_sub(left);
+        self.fuel_consumed.fetch_add(used, Ordering::Relaxed);
     }
 
     async fn instantiate(&self, deadline: Instant) -> Result<Live, Failure> {

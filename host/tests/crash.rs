@@ -21,7 +21,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::io::Write;
 use std::os::unix::process::ExitStatusExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Stdio};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -515,7 +515,7 @@ impl CrashTest {
     /// directory.
     fn in_log(&self) -> BTreeMap<String, Vec<String>> {
         let copy = tempfile::tempdir().unwrap();
-        copy_dir(self.data.path(), copy.path());
+        common::copy_dir(self.data.path(), copy.path());
         let (_wal, recovered) = Wal::open(copy.path())
             .unwrap_or_else(|err| panic!("open a copy of the write-ahead log: {err}"));
         recovered
@@ -594,18 +594,4 @@ fn event_line(id: &str) -> String {
     format!(
         r#"{{"event_id": "{id}", "event_type": "ProfilingStarted", "timestamp": "2025-01-15T10:30:00Z", "metadata": {{"table": "orders", "run_id": "crash"}}}}"#
     ) + "\n"
-}
-
-/// Copies the folder `from` into `to`, recursively.
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
 }

@@ -7,13 +7,16 @@ mod emit;
 mod lines;
 mod report;
 mod run;
+mod serve;
+mod status;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use hookhost::observe::traces::Traces;
 use hookhost::{Config, Host};
 
 /// Run event hooks as sandboxed WebAssembly components.
@@ -22,17 +25,44 @@ use hookhost::{Config, Host};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// How log lines on stderr are written: `text` for people, `json` for
+    /// one JSON object a line (with `plugin` and `event_id` fields on the
+    /// lines about a delivery).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    /// Export traces over OTLP/HTTP (JSON) to the collector at URL (spans
+    /// go to URL/v1/traces): a span per accepted event, under it a span
+    /// per plugin delivery.
+    #[arg(
+        long,
+        global = true,
+        value_name = "URL",
+        env = "OTEL_EXPORTER_OTLP_ENDPOINT"
+    )]
+    otlp_endpoint: Option<String>,
+}
+
+/// The form of the log.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object a line.
+    Json,
 }
 
 #[derive(Subcommand)]
 enum Command {
-    /// Read events as JSON lines on stdin, dispatch each to every plugin, and
-    /// print a per-plugin summary at the end of input.
+    /// Read events as JSON lines on stdin (and, with --listen, over HTTP),
+    /// dispatch each to every plugin, and print a per-plugin summary at the
+    /// end of input (with --listen: at SIGTERM or Ctrl-C).
     Run {
         #[command(flatten)]
         host: HostArgs,
         #[command(flatten)]
         delivery: run::DeliveryArgs,
+        #[command(flatten)]
+        serve: serve::ServeArgs,
     },
     /// Dispatch one event, given as JSON, and print each plugin's outcome.
     Emit {
@@ -56,6 +86,9 @@ enum Command {
         #[command(subcommand)]
         command: dlq::DlqCommand,
     },
+    /// Print each plugin of a running `hookhost run --listen` as a table:
+    /// state, version, counts, limits, grants and last failures.
+    Status(status::StatusArgs),
 }
 
 /// Where the plugins and the configuration come from.
@@ -139,7 +172,13 @@ impl HostArgs {
 /// Parses the command line and runs the subcommand.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
+    let traces = match init_logging(cli.log_format, cli.otlp_endpoint.as_deref()) {
+        Ok(traces) => traces,
+        Err(err) => {
+            eprintln!("error: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(err) => {
@@ -149,16 +188,24 @@ pub fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Run { host, delivery } => run::run(&host, &delivery).await,
+            Command::Run {
+                host,
+                delivery,
+                serve,
+            } => run::run(&host, &delivery, &serve).await,
             Command::Emit { host, json } => emit::emit(&host, &json).await,
             Command::Check { file, config } => check::check(&file, config).await,
             Command::Dlq { command } => dlq::dlq(command).await,
+            Command::Status(args) => status::status(&args).await,
         }
     });
     // A read of stdin still blocked on its thread (after a Ctrl-C, with the
     // producer still attached) must not keep the process alive: the work is
     // done and everything accepted has been handled.
     runtime.shutdown_background();
+    if let Some(traces) = traces {
+        traces.shutdown();
+    }
     match result {
         Ok(code) => code,
         Err(err) => {
@@ -169,13 +216,58 @@ pub fn main() -> ExitCode {
 }
 
 /// Logs go to stderr; `RUST_LOG` overrides the default `info` level.
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+/// With `otlp_endpoint`, traces are exported there too.
+///
+/// The spans of deliveries (`plugin`, `event_id`), events and HTTP
+/// requests are kept out of the text form, whose lines name their plugin
+/// already, and always in the JSON form, whatever `RUST_LOG` says, so
+/// their fields are on every line logged within them. The traces have
+/// their own filter: `RUST_LOG` does not thin them out.
+fn init_logging(
+    format: LogFormat,
+    otlp_endpoint: Option<&str>,
+) -> Result<Option<Traces>, hookhost::observe::traces::TracesError> {
+    use hookhost::observe::logs::{JsonLines, DELIVERY_TARGET};
+    use hookhost::observe::traces::{EVENT_TARGET, HTTP_TARGET};
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::Layer;
+
+    let mut filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_target(false)
+    let spans = match format {
+        LogFormat::Text => "off",
+        LogFormat::Json => "trace",
+    };
+    for target in [DELIVERY_TARGET, EVENT_TARGET, HTTP_TARGET] {
+        if let Ok(directive) = format!("{target}={spans}").parse() {
+            filter = filter.add_directive(directive);
+        }
+    }
+    let lines = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let lines = match format {
+        LogFormat::Text => lines
+            .with_ansi(std::io::stderr().is_terminal())
+            .with_target(false)
+            .with_filter(filter)
+            .boxed(),
+        LogFormat::Json => lines
+            .with_ansi(false)
+            .fmt_fields(tracing_subscriber::fmt::format::JsonFields::new())
+            .event_format(JsonLines)
+            .with_filter(filter)
+            .boxed(),
+    };
+    let (spans, traces) = match otlp_endpoint.filter(|url| !url.is_empty()) {
+        Some(endpoint) => {
+            let (layer, traces) = Traces::install(endpoint)?;
+            (Some(layer), Some(traces))
+        }
+        None => (None, None),
+    };
+    tracing_subscriber::registry()
+        .with(lines)
+        .with(spans)
         .init();
+    Ok(traces)
 }

@@ -1,26 +1,30 @@
 //! `hookhost run`: events as JSON lines on stdin until end of input (or
-//! Ctrl-C), then a summary per plugin. Changes to the plugins folder are
-//! applied while it runs.
+//! Ctrl-C or SIGTERM), then a summary per plugin. With `--listen`, events
+//! over HTTP too (see `serve.rs`), until Ctrl-C or SIGTERM. Changes to the
+//! plugins folder are applied while it runs.
 //!
 //! Stdin is untrusted: lines are read by [`BoundedLines`], so a line longer
 //! than the event size limit is skipped without being held whole, and one
 //! that is not UTF-8 or holds a NUL byte is skipped by number. The first
-//! Ctrl-C stops reading and lets the plugins finish what they accepted; a
-//! second one exits at once (code 130), saying how many accepted events
-//! each plugin had not handled yet.
+//! Ctrl-C or SIGTERM stops reading (and serving) and lets the plugins
+//! finish what they accepted; a second one exits at once (code 130),
+//! saying how many accepted events each plugin had not handled yet.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Args;
 use hookhost::printable::escape_controls;
+use hookhost::sources::IngestStats;
 use hookhost::{EmitError, Event, Host, PluginSummary, Unfinished};
 use tokio::io::BufReader;
 
 use super::lines::{BoundedLines, Line};
 use super::report::summary_table;
+use super::serve::{self, ServeArgs};
 use super::HostArgs;
 
 /// Most events read before they are handed to the host together: one
@@ -81,10 +85,15 @@ const DRAIN_POLL: Duration = Duration::from_millis(20);
 /// process killed by Ctrl-C.
 const EXIT_INTERRUPTED: i32 = 130;
 
-/// Reads stdin line by line. A line that is too long, not UTF-8, holds a
+/// Reads stdin line by line, and with `--listen` (or `[server] listen`)
+/// takes events over HTTP too. A line that is too long, not UTF-8, holds a
 /// NUL byte or is not a valid event is reported with its number and
 /// skipped; everything accepted is handled before the summary prints.
-pub async fn run(args: &HostArgs, delivery: &DeliveryArgs) -> anyhow::Result<ExitCode> {
+pub async fn run(
+    args: &HostArgs,
+    delivery: &DeliveryArgs,
+    serve: &ServeArgs,
+) -> anyhow::Result<ExitCode> {
     let config = args.load_config()?;
     let (max_event, limit) = args.event_limit(&config);
     let data_dir = delivery.data_dir()?;
@@ -94,94 +103,54 @@ pub async fn run(args: &HostArgs, delivery: &DeliveryArgs) -> anyhow::Result<Exi
              in memory only; a crash loses what is not delivered yet"
         );
     }
-    let host = args.build_host_with(true, data_dir.as_deref()).await?;
+    let bound = serve.bind(&config, args.config.as_deref()).await?;
+    let host = Arc::new(args.build_host_with(true, data_dir.as_deref()).await?);
     let mut interrupts = Interrupts::new()?;
-    let stdin = BufReader::with_capacity(READ_BUFFER, tokio::io::stdin());
-    let mut lines = BoundedLines::new(stdin, max_event);
-    let mut accepted = 0u64;
-    let mut skipped = 0u64;
-    // Events read and not yet handed to the host, with their line numbers.
-    let mut batch: Vec<(u64, Event)> = Vec::with_capacity(SEND_BATCH);
+    let server = bound.map(|bound| bound.start(&host));
+    let mut counts = Counts {
+        http: server.as_ref().map(|server| server.stats().clone()),
+        ..Counts::default()
+    };
+    // A service started from a terminal has no input to read: it serves.
+    let read_stdin = server.is_none() || !std::io::stdin().is_terminal();
     let mut interrupted = false;
-    loop {
-        // Hand over what was read when input pauses or the batch is full.
-        let next = tokio::select! {
-            biased;
-            next = lines.next_line(), if batch.len() < SEND_BATCH => Some(next),
-            _ = std::future::ready(()) => None,
-        };
-        let next = match next {
-            Some(next) => next,
-            None => {
-                let counts = (&mut accepted, &mut skipped);
-                send(&host, &mut batch, &mut interrupts, &mut interrupted, counts).await;
-                if interrupted {
-                    break;
-                }
-                tokio::select! {
-                    next = lines.next_line() => next,
-                    _ = interrupts.recv() => {
-                        interrupted = true;
-                        announce_finishing(accepted);
-                        break;
-                    }
-                }
-            }
-        };
-        let next = next.unwrap_or_else(|err| {
-            eprintln!("error: cannot read stdin ({err}); taking it as the end of input");
-            None
-        });
-        let Some((number, line)) = next else {
-            let counts = (&mut accepted, &mut skipped);
-            send(&host, &mut batch, &mut interrupts, &mut interrupted, counts).await;
-            break;
-        };
-        let text = match line {
-            Line::Text(text) => text,
-            Line::TooLong { length_so_far } => {
-                eprintln!(
-                    "error: stdin line {number} is longer than the event size limit of \
-                     {max_event} bytes ({limit}): {length_so_far} bytes so far; \
-                     line skipped to its end without being kept"
-                );
-                skipped += 1;
-                continue;
-            }
-            Line::NotUtf8 { offset } => {
-                eprintln!(
-                    "error: stdin line {number} is not UTF-8 (invalid byte at offset {offset}); \
-                     line skipped"
-                );
-                skipped += 1;
-                continue;
-            }
-            Line::Nul { offset } => {
-                eprintln!(
-                    "error: stdin line {number} holds a NUL byte (offset {offset}); line skipped"
-                );
-                skipped += 1;
-                continue;
-            }
-        };
-        if text.trim().is_empty() {
-            continue;
+    if read_stdin {
+        interrupted =
+            read_stdin_lines(&host, max_event, &limit, &mut interrupts, &mut counts).await;
+    }
+    if let Some(server) = server {
+        if !interrupted {
+            // Input ended (or is a terminal): serve until told to stop.
+            interrupts.recv().await;
+            interrupted = true;
+            eprintln!(
+                "stopping: no more events over HTTP; finishing the {} events accepted so far \
+                 (Ctrl-C again to stop at once)",
+                counts.accepted()
+            );
         }
-        match Event::from_json(&text) {
-            Ok(event) => batch.push((number, event)),
-            Err(err) => {
-                let err = err.to_string();
-                eprintln!(
-                    "error: stdin line {number}: {}; line skipped",
-                    escape_controls(&err)
-                );
-                skipped += 1;
-            }
+        let stopping = server.stop();
+        tokio::pin!(stopping);
+        tokio::select! {
+            () = &mut stopping => {}
+            _ = interrupts.recv() => stop_now(&host.unfinished()),
         }
     }
+    let host = serve::unshared(host).await?;
     let drain = Duration::from_secs(delivery.drain_timeout);
-    let summaries = finish(host, accepted, &mut interrupts, interrupted, drain).await;
-    println!("{accepted} events dispatched, {skipped} malformed lines skipped");
+    let summaries = finish(host, &counts, &mut interrupts, interrupted, drain).await;
+    println!(
+        "{} events dispatched, {} malformed lines skipped",
+        counts.from_stdin, counts.skipped
+    );
+    if let Some(http) = &counts.http {
+        println!(
+            "{} events accepted over HTTP in {} requests, {} requests refused",
+            http.events_accepted(),
+            http.requests_accepted(),
+            http.refused_total()
+        );
+    }
     print!("{}", summary_table(&summaries));
     let in_log: u64 = summaries.iter().map(|s| s.stats.left_in_log).sum();
     let to_dead_letters: u64 = summaries.iter().map(|s| s.stats.left_to_dead_letters).sum();
@@ -203,9 +172,116 @@ pub async fn run(args: &HostArgs, delivery: &DeliveryArgs) -> anyhow::Result<Exi
     Ok(ExitCode::SUCCESS)
 }
 
+/// What a run accepted: stdin lines handed to the host and skipped, and
+/// what the HTTP endpoints accepted.
+#[derive(Default)]
+struct Counts {
+    from_stdin: u64,
+    skipped: u64,
+    http: Option<Arc<IngestStats>>,
+}
+
+impl Counts {
+    /// Events accepted from stdin and over HTTP.
+    fn accepted(&self) -> u64 {
+        self.from_stdin + self.http.as_ref().map_or(0, |http| http.events_accepted())
+    }
+}
+
+/// Reads stdin to its end, or to the first Ctrl-C or SIGTERM, handing the
+/// events to the host in batches; returns whether it was interrupted.
+async fn read_stdin_lines(
+    host: &Host,
+    max_event: usize,
+    limit: &str,
+    interrupts: &mut Interrupts,
+    counts: &mut Counts,
+) -> bool {
+    let stdin = BufReader::with_capacity(READ_BUFFER, tokio::io::stdin());
+    let mut lines = BoundedLines::new(stdin, max_event);
+    // Events read and not yet handed to the host, with their line numbers.
+    let mut batch: Vec<(u64, Event)> = Vec::with_capacity(SEND_BATCH);
+    let mut interrupted = false;
+    loop {
+        // Hand over what was read when input pauses or the batch is full.
+        let next = tokio::select! {
+            biased;
+            next = lines.next_line(), if batch.len() < SEND_BATCH => Some(next),
+            _ = std::future::ready(()) => None,
+        };
+        let next = match next {
+            Some(next) => next,
+            None => {
+                send(host, &mut batch, interrupts, &mut interrupted, counts).await;
+                if interrupted {
+                    break;
+                }
+                tokio::select! {
+                    next = lines.next_line() => next,
+                    _ = interrupts.recv() => {
+                        interrupted = true;
+                        announce_finishing(counts.accepted());
+                        break;
+                    }
+                }
+            }
+        };
+        let next = next.unwrap_or_else(|err| {
+            eprintln!("error: cannot read stdin ({err}); taking it as the end of input");
+            None
+        });
+        let Some((number, line)) = next else {
+            send(host, &mut batch, interrupts, &mut interrupted, counts).await;
+            break;
+        };
+        let text = match line {
+            Line::Text(text) => text,
+            Line::TooLong { length_so_far } => {
+                eprintln!(
+                    "error: stdin line {number} is longer than the event size limit of \
+                     {max_event} bytes ({limit}): {length_so_far} bytes so far; \
+                     line skipped to its end without being kept"
+                );
+                counts.skipped += 1;
+                continue;
+            }
+            Line::NotUtf8 { offset } => {
+                eprintln!(
+                    "error: stdin line {number} is not UTF-8 (invalid byte at offset {offset}); \
+                     line skipped"
+                );
+                counts.skipped += 1;
+                continue;
+            }
+            Line::Nul { offset } => {
+                eprintln!(
+                    "error: stdin line {number} holds a NUL byte (offset {offset}); line skipped"
+                );
+                counts.skipped += 1;
+                continue;
+            }
+        };
+        if text.trim().is_empty() {
+            continue;
+        }
+        match Event::from_json(&text) {
+            Ok(event) => batch.push((number, event)),
+            Err(err) => {
+                let err = err.to_string();
+                eprintln!(
+                    "error: stdin line {number}: {}; line skipped",
+                    escape_controls(&err)
+                );
+                counts.skipped += 1;
+            }
+        }
+    }
+    interrupted
+}
+
 /// Hands the events read so far to the host in one batch, adding to
-/// `(accepted, skipped)` how many it accepted and how many it refused (each
-/// reported by line number). A first Ctrl-C while it waits for room in a
+/// `counts` how many it accepted and how many it refused (each reported by
+/// line number). A first Ctrl-C while it waits for room in a
 /// full queue is noted in `interrupted` and the batch still handed over; a
 /// second one exits.
 async fn send(
@@ -213,7 +289,7 @@ async fn send(
     batch: &mut Vec<(u64, Event)>,
     interrupts: &mut Interrupts,
     interrupted: &mut bool,
-    (accepted, skipped): (&mut u64, &mut u64),
+    counts: &mut Counts,
 ) {
     if batch.is_empty() {
         return;
@@ -229,13 +305,13 @@ async fn send(
                     stop_now(&host.unfinished());
                 }
                 *interrupted = true;
-                announce_finishing(*accepted + numbers.len() as u64);
+                announce_finishing(counts.accepted() + numbers.len() as u64);
             }
         }
     };
     for (number, result) in numbers.into_iter().zip(results) {
         match result {
-            Ok(()) => *accepted += 1,
+            Ok(()) => counts.from_stdin += 1,
             // The host refuses this event (too large, a full disk): skip
             // it, not the rest of the input.
             Err(err) => {
@@ -244,7 +320,7 @@ async fn send(
                     err => err.to_string(),
                 };
                 eprintln!("error: stdin line {number}: {what}; line skipped");
-                *skipped += 1;
+                counts.skipped += 1;
             }
         }
     }
@@ -257,7 +333,7 @@ async fn send(
 /// will.
 async fn finish(
     host: Host,
-    accepted: u64,
+    counts: &Counts,
     interrupts: &mut Interrupts,
     mut interrupted: bool,
     drain: Duration,
@@ -277,7 +353,7 @@ async fn finish(
                     stop_now(&host.unfinished());
                 }
                 interrupted = true;
-                announce_finishing(accepted);
+                announce_finishing(counts.accepted());
             }
         }
         left = host.unfinished();
@@ -294,7 +370,7 @@ async fn finish(
                     stop_now(&left);
                 }
                 interrupted = true;
-                announce_finishing(accepted);
+                announce_finishing(counts.accepted());
             }
         }
     }
@@ -326,27 +402,40 @@ fn stop_now(left: &[Unfinished]) -> ! {
     std::process::exit(EXIT_INTERRUPTED)
 }
 
-/// SIGINT (Ctrl-C), as a stream: a signal that arrives between two waits
-/// is kept for the next one, so a quick second Ctrl-C is not lost.
+/// SIGINT (Ctrl-C) and SIGTERM (a service manager's stop), as a stream: a
+/// signal that arrives between two waits is kept for the next one, so a
+/// quick second one is not lost.
 struct Interrupts {
     #[cfg(unix)]
-    signal: tokio::signal::unix::Signal,
+    interrupt: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    terminate: tokio::signal::unix::Signal,
 }
 
 impl Interrupts {
     fn new() -> std::io::Result<Self> {
+        #[cfg(unix)]
+        use tokio::signal::unix::{signal, SignalKind};
         Ok(Interrupts {
             #[cfg(unix)]
-            signal: tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?,
+            interrupt: signal(SignalKind::interrupt())?,
+            #[cfg(unix)]
+            terminate: signal(SignalKind::terminate())?,
         })
     }
 
-    /// Waits for the next Ctrl-C. Cancel-safe.
+    /// Waits for the next Ctrl-C or SIGTERM. Cancel-safe.
     async fn recv(&mut self) {
         #[cfg(unix)]
-        if self.signal.recv().await.is_none() {
-            // The signal driver is gone: no Ctrl-C will ever arrive.
-            std::future::pending::<()>().await;
+        {
+            let received = tokio::select! {
+                received = self.interrupt.recv() => received,
+                received = self.terminate.recv() => received,
+            };
+            if received.is_none() {
+                // The signal driver is gone: no signal will ever arrive.
+                std::future::pending::<()>().await;
+            }
         }
         #[cfg(not(unix))]
         if tokio::signal::ctrl_c().await.is_err() {

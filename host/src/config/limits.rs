@@ -38,6 +38,12 @@ pub const DEFAULT_MAX_PLUGIN_MIB: u64 = 64;
 /// (1 MiB): a profiler's event is a few hundred bytes, its largest metadata
 /// (a whole schema, a sample of rows) well under this.
 pub const DEFAULT_MAX_EVENT_KIB: u64 = 1024;
+/// Largest request body `hookhost run --listen` reads when nothing is
+/// configured (`[server] max_body_kib`): 16 MiB, room for 16 events of the
+/// default [`DEFAULT_MAX_EVENT_KIB`] or tens of thousands of a profiler's
+/// events in one request. A body is held whole while it is read and its
+/// events parsed, so this bounds what one request makes the host hold.
+pub const DEFAULT_MAX_BODY_KIB: u64 = 16_384;
 /// Events that may wait in one plugin's queue. Past this, `Host::emit`
 /// refuses the event (nothing is half-delivered) and `Host::send` waits.
 pub const DEFAULT_QUEUE_CAPACITY: usize = 65_536;
@@ -136,6 +142,10 @@ pub const MAX_PLUGIN_MIB_RANGE: RangeInclusive<u64> = 1..=1024;
 /// tree several times its size and copied into every plugin's memory, so a
 /// 64 MiB event already needs more than the default memory cap.
 pub const MAX_EVENT_KIB_RANGE: RangeInclusive<u64> = 1..=65_536;
+/// Allowed `max_body_kib`: 1 KiB to 1 GiB. A body is read whole and parsed
+/// into a JSON tree several times its size; past a gigabyte, a few
+/// concurrent requests would hold more memory than these machines have.
+pub const MAX_BODY_KIB_RANGE: RangeInclusive<u64> = 1..=1_048_576;
 /// Allowed `max_attempts`: 1 (no retries) to 100. An event being retried
 /// keeps its bytes in the plugin's queue; past a hundred tries, with waits of
 /// up to a day each, an event would hold them for months, far longer than
@@ -524,6 +534,7 @@ pub(super) mod ranged {
         batch_wait_ms: u64, BATCH_WAIT_MS_RANGE, " ms";
         max_plugin_mib: u64, MAX_PLUGIN_MIB_RANGE, " MiB";
         max_event_kib: u64, MAX_EVENT_KIB_RANGE, " KiB";
+        max_body_kib: u64, MAX_BODY_KIB_RANGE, " KiB";
         max_attempts: u32, MAX_ATTEMPTS_RANGE, " attempts";
         retry_initial_ms: u64, RETRY_INITIAL_MS_RANGE, " ms";
         retry_max_ms: u64, RETRY_MAX_MS_RANGE, " ms";

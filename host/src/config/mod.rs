@@ -42,9 +42,11 @@ use crate::routing::{DedupRule, GroupRule, Hygiene, RateLimit, RouteFilter, Rout
 use crate::settings::Settings;
 
 mod limits;
+mod server;
 
 pub use limits::*;
 use limits::{clamp, ranged};
+pub use server::{Secret, ServerConfig};
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -88,6 +90,9 @@ pub struct Config {
     /// [`MailerSpec::parse`] for the keys.
     #[serde(default)]
     pub mailers: Sections,
+    /// The `[server]` section: `hookhost run`'s HTTP ingest.
+    #[serde(default)]
+    pub server: ServerConfig,
 }
 
 /// Named sections as written (`[databases.<name>]`, `[mailers.<name>]`).
@@ -508,6 +513,7 @@ impl Config {
                 message: err.message().trim().to_owned(),
             }
         })?;
+        config.server.resolve(text, path)?;
         for (plugin, section) in &config.plugins {
             let settings = Settings::resolve(&section.settings, |name| std::env::var(name).ok())
                 .map_err(|(key, reason)| ConfigError::Setting {

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Builds the Python package's wheel and runs its tests in a virtualenv:
+# `integrations/python/run-tests.sh [PYTEST ARGS]`.
+#
+# The wheel is built with the tests' profile (dev) in the tests' target dir,
+# so the host crate and its dependencies come from the `cargo test` build;
+# only the native module is compiled again. The virtualenv (maturin,
+# pytest) is kept in the target dir, outside the clone. The guest
+# components the tests load come from that build too (HOOKHOST_GUEST_DIR).
+set -euo pipefail
+cd "$(dirname "$0")"
+
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/hookhost/target}"
+venv="$CARGO_TARGET_DIR/python/venv"
+wheels="$CARGO_TARGET_DIR/python/wheels"
+
+if [ ! -x "$venv/bin/python" ]; then
+    python3 -m venv "$venv"
+fi
+"$venv/bin/pip" install --quiet --disable-pip-version-check "maturin>=1.5,<2" "pytest>=7"
+
+rm -rf "$wheels"
+"$venv/bin/maturin" build --profile dev --out "$wheels" --quiet
+"$venv/bin/pip" install --quiet --disable-pip-version-check --force-reinstall --no-deps "$wheels"/hookhost-*.whl
+
+export HOOKHOST_GUEST_DIR="$CARGO_TARGET_DIR/wasm32-guests/components"
+cd tests
+"$venv/bin/python" -m pytest -q "$@"

@@ -1,0 +1,160 @@
+"""The embedded host from Python: emit, outcomes, errors, shutdown."""
+
+from __future__ import annotations
+
+import datetime
+import socket
+import time
+from pathlib import Path
+
+import pytest
+
+import hookhost
+from hookhost.profiler_hook import HookhostHook
+
+
+def drift(seq: int = 0) -> dict:
+    return {
+        "event_type": "DataDriftDetected",
+        "timestamp": "2025-01-15T10:30:00Z",
+        "metadata": {"table": "orders", "column": "amount", "seq": seq},
+    }
+
+
+def test_emit_returns_the_event_id_and_shutdown_drains_every_event(plugins):
+    host = hookhost.Host(plugins=plugins(noop="noop"), watch=False)
+    ids = [host.emit(drift(seq)) for seq in range(50)]
+    assert len(set(ids)) == 50
+    summaries = host.shutdown()
+    assert summaries["noop"]["handled"] == 50
+    assert sum(summaries["noop"]["failed"].values()) == 0
+    assert host.stopped
+    # A second shutdown returns the same summaries.
+    assert host.shutdown()["noop"]["handled"] == 50
+
+
+def test_emit_and_wait_returns_each_plugins_outcome(plugins):
+    host = hookhost.Host(plugins=plugins(noop="noop", failing="returns-error"), watch=False)
+    report = host.emit_and_wait(dict(drift(), event_id="evt-1"), timeout=30)
+    assert report["event_id"] == "evt-1"
+    assert report["outcomes"]["noop"]["ok"] is True
+    assert report["outcomes"]["noop"]["class"] is None
+    failing = report["outcomes"]["failing"]
+    assert failing["ok"] is False
+    assert failing["class"] == "error"
+    assert failing["message"]
+    assert report["skipped"] == {}
+    host.shutdown()
+
+
+def test_a_trapping_hook_does_not_disturb_python_or_the_other_hooks(plugins):
+    host = hookhost.Host(plugins=plugins(noop="noop", panics="panics"), watch=False)
+    for seq in range(3):
+        report = host.emit_and_wait(drift(seq), timeout=30)
+        assert report["outcomes"]["panics"]["class"] == "trap"
+        assert report["outcomes"]["noop"]["ok"] is True
+    summaries = host.shutdown()
+    assert summaries["noop"]["handled"] == 3
+    assert summaries["panics"]["failed"]["trap"] >= 3
+    # Python is still fine.
+    assert sum(range(10)) == 45
+
+
+def test_a_malformed_event_raises_malformed_event_naming_the_key(plugins):
+    host = hookhost.Host(plugins=plugins(noop="noop"), watch=False)
+    with pytest.raises(hookhost.MalformedEvent, match="event_type"):
+        host.emit({"metadata": {"table": "orders"}})
+    with pytest.raises(hookhost.MalformedEvent, match="metadata"):
+        host.emit({"event_type": "DataDriftDetected", "metadata": [1, 2]})
+    with pytest.raises(hookhost.MalformedEvent, match="dict or have a to_dict"):
+        host.emit(42)
+    assert issubclass(hookhost.MalformedEvent, hookhost.Error)
+    summaries = host.shutdown()
+    assert summaries["noop"]["handled"] == 0
+
+
+def test_objects_with_to_dict_and_python_values_are_read(plugins):
+    class ProfilerEvent:
+        def to_dict(self):
+            return {
+                "event_type": "ProfilingCompleted",
+                "timestamp": datetime.datetime(2025, 1, 15, 10, 30),
+                "metadata": {
+                    "table": "orders",
+                    "row_count": 12,
+                    "duration_seconds": float("nan"),
+                    "when": datetime.date(2025, 1, 15),
+                    "columns": ("a", "b"),
+                    "other": {1: object()},
+                },
+            }
+
+    host = hookhost.Host(plugins=plugins(noop="noop"), watch=False)
+    report = host.emit_and_wait(ProfilerEvent(), timeout=30)
+    assert report["outcomes"]["noop"]["ok"] is True
+    assert host.shutdown()["noop"]["handled"] == 1
+
+
+def test_emit_never_waits_for_room_it_raises_queue_full(plugins, tmp_path):
+    config = tmp_path / "hookhost.toml"
+    config.write_text(
+        '[plugins.slow]\ntimeout_ms = 5000\nqueue_capacity = 2\non_full = "wait"\n'
+    )
+    host = hookhost.Host(
+        plugins=plugins(slow="slow"), config=config, watch=False, drain_timeout=0.5
+    )
+    started = time.monotonic()
+    with pytest.raises(hookhost.QueueFull, match="slow"):
+        for seq in range(10):
+            host.emit(drift(seq))
+    assert time.monotonic() - started < 2.0
+    host.shutdown()
+
+
+def test_emit_after_shutdown_raises_host_stopped(plugins):
+    host = hookhost.Host(plugins=plugins(noop="noop"), watch=False)
+    host.shutdown()
+    with pytest.raises(hookhost.HostStopped):
+        host.emit(drift())
+
+
+def test_a_bad_config_raises_start_error_naming_the_file_and_line(plugins, tmp_path):
+    config = tmp_path / "bad.toml"
+    config.write_text("[defaults]\nfuel = -1\n")
+    with pytest.raises(hookhost.StartError) as raised:
+        hookhost.Host(plugins=plugins(noop="noop"), config=config, watch=False)
+    message = str(raised.value)
+    assert "bad.toml" in message and ":2" in message
+
+
+def test_a_broken_plugin_is_reported_and_the_others_serve(plugins, tmp_path):
+    folder = plugins(noop="noop")
+    (folder / "broken.wasm").write_bytes(b"\0asm not really")
+    host = hookhost.Host(plugins=folder, watch=False)
+    errors = host.load_errors()
+    assert len(errors) == 1 and errors[0][0].endswith("broken.wasm")
+    assert host.emit_and_wait(drift(), timeout=30)["outcomes"]["noop"]["ok"] is True
+    host.shutdown()
+
+
+def test_the_profiler_hook_never_raises_into_the_profiler(plugins):
+    hook = HookhostHook(plugins=str(plugins(noop="noop")))
+    hook.handle_event(drift())
+    hook.handle_event({"metadata": {}})  # malformed: logged and counted
+    hook.handle_event(object())  # not an event at all
+    assert hook.failed == 2
+    # Hooks built again with the same params share one host.
+    again = HookhostHook(plugins=str(plugins(noop="noop")))
+    assert again._host is hook._host
+
+
+def test_the_forwarder_counts_a_daemon_it_cannot_reach_and_never_raises():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    # Nothing listens on `port` any more.
+    forwarder = hookhost.Forwarder(f"http://127.0.0.1:{port}", timeout=1.0)
+    started = time.monotonic()
+    assert forwarder.emit(drift()) is False
+    assert time.monotonic() - started < 2.0
+    assert (forwarder.sent, forwarder.failed) == (0, 1)
