@@ -7,6 +7,11 @@
 # only the native module is compiled again. The virtualenv (maturin,
 # pytest) is kept in the target dir, outside the clone. The guest
 # components the tests load come from that build too (HOOKHOST_GUEST_DIR).
+#
+# The end-to-end test (tests/test_baselinr_e2e.py) installs baselinr 0.9.0
+# from PyPI and this wheel into a second virtualenv it keeps in
+# $CARGO_TARGET_DIR/python/baselinr-venv, and runs the `hookhost` binary of
+# the same build as a daemon (built here if `cargo test` has not built it).
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -23,6 +28,12 @@ rm -rf "$wheels"
 "$venv/bin/maturin" build --profile dev --out "$wheels" --quiet
 "$venv/bin/pip" install --quiet --disable-pip-version-check --force-reinstall --no-deps "$wheels"/hookhost-*.whl
 
+if [ ! -x "$CARGO_TARGET_DIR/debug/hookhost" ]; then
+    cargo build --quiet -p hookhost --bin hookhost
+fi
+
 export HOOKHOST_GUEST_DIR="$CARGO_TARGET_DIR/wasm32-guests/components"
+export HOOKHOST_WHEEL_DIR="$wheels"
+export HOOKHOST_BIN="$CARGO_TARGET_DIR/debug/hookhost"
 cd tests
 "$venv/bin/python" -m pytest -q "$@"

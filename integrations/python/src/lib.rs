@@ -64,6 +64,12 @@ create_exception!(
     "emit_and_wait gave up waiting for the plugins' outcomes."
 );
 
+/// Every allocation of the module's Rust code (the host's included): an
+/// event is built on the caller's thread and freed on one of the host's,
+/// which glibc's allocator serializes on an arena lock.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Nesting of lists and dicts an event may have; deeper is malformed.
 const MAX_DEPTH: usize = 64;
 
