@@ -15,7 +15,12 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/hookhost/target}"
+# The target dir cargo uses (as scripts/test.sh finds it), unless set.
+if [ -z "${CARGO_TARGET_DIR:-}" ]; then
+    CARGO_TARGET_DIR="$(cargo metadata --format-version 1 --no-deps |
+        python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')"
+fi
+export CARGO_TARGET_DIR
 venv="$CARGO_TARGET_DIR/python/venv"
 wheels="$CARGO_TARGET_DIR/python/wheels"
 

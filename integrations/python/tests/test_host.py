@@ -148,6 +148,14 @@ def test_the_profiler_hook_never_raises_into_the_profiler(plugins):
     assert again._host is hook._host
 
 
+def test_the_profiler_hook_does_not_raise_when_the_host_cannot_start(plugins, tmp_path):
+    config = tmp_path / "bad.toml"
+    config.write_text("[defaults]\nfuel = -1\n")
+    hook = HookhostHook(plugins=str(plugins(noop="noop")), config=str(config))
+    hook.handle_event(drift())
+    assert hook.failed == 1
+
+
 def test_the_forwarder_counts_a_daemon_it_cannot_reach_and_never_raises():
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

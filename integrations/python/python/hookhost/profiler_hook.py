@@ -34,7 +34,9 @@ _hosts_lock = threading.Lock()
 
 
 class HookhostHook:
-    """Hands each event to hookhost; never raises into the profiler.
+    """Hands each event to hookhost; never raises into the profiler, not
+    even when the host cannot start (that is logged, and every event is
+    counted in ``failed``).
 
     With ``url``, events go to that daemon (``Forwarder``), waiting at most
     ``timeout`` seconds; otherwise to a ``Host`` in this process, whose
@@ -58,11 +60,15 @@ class HookhostHook:
             return
         self._forwarder = None
         key = (plugins, config, data_dir)
-        with _hosts_lock:
-            host = _hosts.get(key)
-            if host is None or host.stopped:
-                host = Host(plugins=plugins, config=config, data_dir=data_dir)
-                _hosts[key] = host
+        try:
+            with _hosts_lock:
+                host = _hosts.get(key)
+                if host is None or host.stopped:
+                    host = Host(plugins=plugins, config=config, data_dir=data_dir)
+                    _hosts[key] = host
+        except Exception as err:  # the profiler must never see it
+            log.error("hookhost: the host did not start, events will be dropped: %s", err)
+            host = None
         self._host = host
 
     def handle_event(self, event: Any) -> None:
@@ -72,8 +78,10 @@ class HookhostHook:
             if not self._forwarder.emit(event):
                 self.failed += 1
             return
+        if self._host is None:
+            self.failed += 1
+            return
         try:
-            assert self._host is not None
             self._host.emit(event)
         except Exception as err:  # the profiler must never see it
             self.failed += 1
