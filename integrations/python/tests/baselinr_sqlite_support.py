@@ -4,7 +4,7 @@
 Importing it registers a sample-stddev aggregate, `stddev`, on every
 `sqlite3` connection SQLAlchemy opens from then on: SQLite has no `STDDEV`,
 and baselinr's metric calculator selects `stddev(...)` for every numeric
-column (`/work/shared/reference/baselinr-on-sqlite.md`, workaround 1).
+column (workaround 1 of `test_baselinr_e2e.py`).
 
 `RecordEvents(path=...)` appends every event the profiler emits to `path`
 as a JSON line (`event.to_dict()`), so that a test can tell what the
