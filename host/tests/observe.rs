@@ -673,17 +673,8 @@ async fn files_hot_reload_refuses_are_shown_rejected_and_counted() {
     common::eventually("both files rejected", || host.reload_stats().rejected >= 2).await;
 
     let http = reqwest::Client::new();
-    let report: Value = serde_json::from_str(
-        &http
-            .get(format!("{base}/plugins"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap(),
-    )
-    .unwrap();
+    let report: Value =
+        serde_json::from_str(&get_text(&http, &format!("{base}/plugins")).await).unwrap();
     let plugins = report["plugins"].as_array().unwrap();
     let names: Vec<&str> = plugins
         .iter()
@@ -702,14 +693,7 @@ async fn files_hot_reload_refuses_are_shown_rejected_and_counted() {
     assert!(reason.contains("not a WebAssembly file"), "{reason}");
     assert_eq!(plugins[2]["rejection"], Value::Null);
 
-    let text = http
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = get_text(&http, &format!("{base}/metrics")).await;
     let samples = samples(&text);
     assert_eq!(
         value(&samples, "hookhost_plugin_reload_rejections_total"),
@@ -742,14 +726,7 @@ async fn an_open_breaker_shows_as_cooling_down_in_metrics_and_plugins() {
     .await;
 
     let http = reqwest::Client::new();
-    let text = http
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = get_text(&http, &format!("{base}/metrics")).await;
     let samples = samples(&text);
     let key = "hookhost_plugin_breaker_state{plugin=\"panics\"}";
     assert_eq!(value(&samples, key), 1.0);
@@ -759,17 +736,8 @@ async fn an_open_breaker_shows_as_cooling_down_in_metrics_and_plugins() {
     let key = "hookhost_plugin_events_unfinished{plugin=\"panics\"}";
     assert_eq!(value(&samples, key), 1.0);
 
-    let report: Value = serde_json::from_str(
-        &http
-            .get(format!("{base}/plugins"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap(),
-    )
-    .unwrap();
+    let report: Value =
+        serde_json::from_str(&get_text(&http, &format!("{base}/plugins")).await).unwrap();
     let panics = &report["plugins"][0];
     assert_eq!(panics["state"], "cooling_down", "{report:#}");
     assert_eq!(panics["counts"]["breaker"], "open");
@@ -777,4 +745,9 @@ async fn an_open_breaker_shows_as_cooling_down_in_metrics_and_plugins() {
 
     let host = Arc::try_unwrap(host).ok().expect("held weakly");
     host.shutdown_within(Duration::ZERO).await;
+}
+
+/// The body of `GET url`, as text.
+async fn get_text(http: &reqwest::Client, url: &str) -> String {
+    http.get(url).send().await.unwrap().text().await.unwrap()
 }
