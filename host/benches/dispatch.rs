@@ -223,9 +223,7 @@ fn dedup(events: u64, keys: u64) -> f64 {
 /// five plugins with the [`ROUTING`] rules, as dispatch does (the metadata
 /// read once for all five).
 fn routing(events: u64) -> f64 {
-    let filters: Vec<RouteFilter> = (0..PLUGINS)
-        .map(|_| RouteFilter::new(&routing_rules()))
-        .collect();
+    let filters = routing_filters();
     per_event_in_runs(events, event, |_, event| {
         let mut fields = EventFields::new(event);
         for filter in &filters {
@@ -238,9 +236,7 @@ fn routing(events: u64) -> f64 {
 /// deduplication, as dispatch and the workers do them, the event read once
 /// for the filters and the key.
 fn routing_and_dedup(events: u64, keys: u64) -> f64 {
-    let filters: Vec<RouteFilter> = (0..PLUGINS)
-        .map(|_| RouteFilter::new(&routing_rules()))
-        .collect();
+    let filters = routing_filters();
     let rule = DedupRule::new(DEDUP_KEY, Duration::from_secs(3_600), false).expect("template");
     let mut states: Vec<DedupState> = (0..PLUGINS).map(|_| DedupState::default()).collect();
     per_event_in_runs(
@@ -284,14 +280,15 @@ fn per_event_in_runs(
     timed.as_secs_f64() * 1e9 / events as f64
 }
 
-/// The [`ROUTING`] rules.
-fn routing_rules() -> RouteRules {
-    RouteRules {
+/// A filter with the [`ROUTING`] rules for each plugin.
+fn routing_filters() -> Vec<RouteFilter> {
+    let rules = RouteRules {
         events: vec!["Profiling*".into()],
         min_severity: Some(hookhost::Severity::Low),
         tables: vec!["ord*".into()],
         ..RouteRules::default()
-    }
+    };
+    (0..PLUGINS).map(|_| RouteFilter::new(&rules)).collect()
 }
 
 /// Routing rules that every benchmark event passes: a type pattern, a
