@@ -59,7 +59,22 @@ impl Runtime {
     /// the engine is dropped. Compiled components are cached in `cache_dir`
     /// when one is given.
     pub fn new(cache_dir: Option<PathBuf>) -> Result<Arc<Runtime>, EngineError> {
-        let engine = Engine::new(&engine_config()).map_err(|e| EngineError(format!("{e:#}")))?;
+        let engine = match Engine::new(&engine_config(Allocation::Pooling)) {
+            Ok(engine) => engine,
+            // The pool reserves address space up front (terabytes, not
+            // memory); where that is refused (`ulimit -v`, valgrind), every
+            // instance gets its own mappings instead, at a higher cost per
+            // fresh instance.
+            Err(pooling) => {
+                let engine = Engine::new(&engine_config(Allocation::OnDemand))
+                    .map_err(|e| EngineError(format!("{e:#}")))?;
+                tracing::warn!(
+                    "cannot reserve the instance pool ({pooling:#}); instances are allocated \
+                     one by one instead, which makes fresh instances slower"
+                );
+                engine
+            }
+        };
         let linker = linker(&engine).map_err(|e| EngineError(format!("{e:#}")))?;
         spawn_epoch_ticker(&engine)
             .map_err(|e| EngineError(format!("cannot start the epoch ticker thread: {e}")))?;
@@ -87,7 +102,16 @@ impl Runtime {
     }
 }
 
-fn engine_config() -> Config {
+/// How instances get their memories, tables and stacks.
+#[derive(Clone, Copy)]
+enum Allocation {
+    /// From a pool reserved when the engine is made (the default).
+    Pooling,
+    /// Mapped for each instance.
+    OnDemand,
+}
+
+fn engine_config(allocation: Allocation) -> Config {
     let mut pool = PoolingAllocationConfig::default();
     pool.total_component_instances(POOL_INSTANCES)
         .total_core_instances(POOL_INSTANCES * CORE_INSTANCES_PER_COMPONENT)
@@ -103,7 +127,10 @@ fn engine_config() -> Config {
         .consume_fuel(true)
         .epoch_interruption(true)
         .wasm_component_model(true)
-        .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        .allocation_strategy(match allocation {
+            Allocation::Pooling => InstanceAllocationStrategy::Pooling(pool),
+            Allocation::OnDemand => InstanceAllocationStrategy::OnDemand,
+        });
     config
 }
 

@@ -11,8 +11,13 @@ use chrono::{DateTime, FixedOffset, NaiveDateTime, SecondsFormat, Utc};
 use serde_json::{Map, Value};
 
 use crate::bindings::{Event, EventKind, Severity};
+use kinds::Source;
 
 mod kinds;
+mod one_pass;
+
+#[doc(hidden)]
+pub use one_pass::same_as_general;
 
 /// Why a JSON event could not be read. Each message names the key at fault;
 /// the caller adds where the event came from (file and line, request).
@@ -72,6 +77,9 @@ impl Event {
     /// The text is not JSON, or see [`Event::from_json_value`].
     pub fn from_json(text: &str) -> Result<Event, EventError> {
         let text = quote_non_finite(text);
+        if let Some(event) = one_pass::read(&text) {
+            return Ok(event);
+        }
         Self::from_json_value(serde_json::from_str(&text).map_err(EventError::Json)?)
     }
 
@@ -106,7 +114,7 @@ impl Event {
             id,
             event_type,
             timestamp,
-            severity: severity_of(&metadata),
+            severity: severity_of(Source::Map(&metadata)),
             metadata: Value::Object(metadata).to_string(),
             kind,
         })
@@ -132,9 +140,38 @@ impl Event {
         Value::Object(envelope)
     }
 
-    /// The JSON form as compact text (see [`Event::to_json_value`]).
+    /// The JSON form as text (see [`Event::to_json_value`]): the envelope
+    /// compact, the metadata as `self.metadata` holds it when that is a JSON
+    /// object with every typed field's key, else as re-written by
+    /// [`Event::to_json_value`].
     pub fn to_json(&self) -> String {
-        self.to_json_value().to_string()
+        self.to_json_as_is()
+            .unwrap_or_else(|| self.to_json_value().to_string())
+    }
+
+    /// [`Event::to_json`] without parsing the metadata into a `Value`, when
+    /// nothing has to be added to it.
+    fn to_json_as_is(&self) -> Option<String> {
+        use crate::routing::metadata::{Found, MetadataIndex};
+        // The routing's scan checks the text is a JSON object serde_json
+        // reads back.
+        let index = MetadataIndex::read_strict(&self.metadata)?;
+        if !kinds::keys_cover(&self.kind, |key| index.get(key) != Found::Missing) {
+            return None;
+        }
+        let mut out = Vec::with_capacity(self.metadata.len() + 160);
+        for (key, value) in [
+            ("{\"event_id\":", &self.id),
+            (",\"event_type\":", &self.event_type),
+            (",\"timestamp\":", &self.timestamp),
+        ] {
+            out.extend_from_slice(key.as_bytes());
+            serde_json::to_writer(&mut out, value).ok()?;
+        }
+        out.extend_from_slice(b",\"metadata\":");
+        out.extend_from_slice(self.metadata.trim().as_bytes());
+        out.push(b'}');
+        String::from_utf8(out).ok()
     }
 
     /// Builds an event from typed fields, for Rust embedders: a new UUID,
@@ -157,7 +194,7 @@ impl Event {
             id: new_id(),
             event_type,
             timestamp: now(),
-            severity: severity_of(&metadata),
+            severity: severity_of(Source::Map(&metadata)),
             metadata: Value::Object(metadata).to_string(),
             kind,
         }
@@ -206,7 +243,11 @@ fn read_id(envelope: &Map<String, Value>) -> Result<String, EventError> {
 }
 
 fn new_id() -> String {
-    uuid::Uuid::new_v4().to_string()
+    let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    uuid::Uuid::new_v4()
+        .hyphenated()
+        .encode_lower(&mut text)
+        .to_owned()
 }
 
 fn envelope_error(key: &'static str, expected: &'static str, found: &Value) -> EventError {
@@ -295,13 +336,11 @@ const SEVERITY_WORDS: [(&str, Severity); 7] = [
 
 /// The severity of the first severity key holding a word; `None` if that
 /// word is not one of [`SEVERITY_WORDS`].
-fn severity_of(metadata: &Map<String, Value>) -> Option<Severity> {
-    let word = SEVERITY_KEYS
-        .iter()
-        .find_map(|key| metadata.get(*key)?.as_str())?;
+fn severity_of(metadata: Source<'_, '_>) -> Option<Severity> {
+    let word = SEVERITY_KEYS.iter().find_map(|key| metadata.string(key))?;
     SEVERITY_WORDS
         .iter()
-        .find(|(known, _)| known.eq_ignore_ascii_case(word))
+        .find(|(known, _)| known.eq_ignore_ascii_case(&word))
         .map(|(_, severity)| *severity)
 }
 
@@ -380,7 +419,7 @@ mod tests {
 
     #[test]
     fn severity_takes_the_first_key_with_a_word() {
-        let of = |json: &str| severity_of(&serde_json::from_str(json).unwrap());
+        let of = |json: &str| severity_of(Source::Map(&serde_json::from_str(json).unwrap()));
         assert_eq!(of(r#"{"drift_severity": "HIGH"}"#), Some(Severity::High));
         assert_eq!(
             of(r#"{"severity": null, "change_severity": "Breaking"}"#),
@@ -406,7 +445,10 @@ mod tests {
 /// read back as those floats. Text inside strings is left alone.
 pub(crate) fn quote_non_finite(text: &str) -> Cow<'_, str> {
     const WORDS: [&str; 3] = ["-Infinity", "Infinity", "NaN"];
-    if !text.contains("NaN") && !text.contains("Infinity") {
+    let bytes = text.as_bytes();
+    let has_word = memchr::memchr2_iter(b'N', b'I', bytes)
+        .any(|at| bytes[at..].starts_with(b"NaN") || bytes[at..].starts_with(b"Infinity"));
+    if !has_word {
         return Cow::Borrowed(text);
     }
     let mut out = String::with_capacity(text.len() + 16);

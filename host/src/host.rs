@@ -464,8 +464,17 @@ fn route_names(routes: &[&Arc<Route>]) -> Vec<Arc<str>> {
 /// `dedup_key` for each of them that has one, and the others with why not.
 struct Routed<'r> {
     targets: SmallVec<[&'r Arc<Route>; 8]>,
-    keys: SmallVec<[Option<RenderedKey>; 8]>,
+    /// Each target's rendered `dedup_key`, in order; empty (no allocation)
+    /// when no target has one, which [`Routed::keys`] reads as `None`s.
+    keys: Vec<Option<RenderedKey>>,
     skipped: Vec<(&'r Arc<Route>, Skip)>,
+}
+
+impl Routed<'_> {
+    /// The targets' keys, in order, as many as there are targets.
+    fn keys(keys: Vec<Option<RenderedKey>>) -> impl Iterator<Item = Option<RenderedKey>> {
+        keys.into_iter().chain(std::iter::repeat(None))
+    }
 }
 
 /// Routes `event`. Routing happens before queueing, so a filtered event
@@ -483,8 +492,9 @@ fn route<'r>(routes: &'r [Arc<Route>], event: &Event) -> Routed<'r> {
             Err(skip) => skipped.push((route, skip)),
         }
     }
-    let mut keys: SmallVec<[Option<RenderedKey>; 8]> = SmallVec::with_capacity(targets.len());
-    for route in &targets {
+    let mut keys: Vec<Option<RenderedKey>> = Vec::new();
+    let deduplicated = targets.iter().any(|route| route.dedup.is_some());
+    for route in targets.iter().filter(|_| deduplicated) {
         let rendered = route.dedup.as_ref().and_then(|rule| {
             let done = keys.iter().flatten().find(|key| key.rule == rule.id());
             match done {
@@ -765,7 +775,9 @@ impl Host {
             match self.admit(&event, &routed.targets) {
                 Ok(size) => {
                     results.push(Ok(()));
-                    admitted.push((results.len() - 1, event, size, routed));
+                    // Shared from here: each later step moves a pointer,
+                    // not the event.
+                    admitted.push((results.len() - 1, Arc::new(event), size, routed));
                 }
                 Err(err) => results.push(Err(err)),
             }
@@ -821,8 +833,10 @@ impl Host {
             }
             // With traces on, the event's span, which its deliveries keep.
             let _accepted = crate::observe::traces::accepted(&event);
-            let event = Arc::new(event);
-            let targets = reservations.into_iter().zip(routes.iter()).zip(keys);
+            let targets = reservations
+                .into_iter()
+                .zip(routes.iter())
+                .zip(Routed::keys(keys));
             for ((reservation, route), rendered) in targets {
                 let mut delivery = Delivery::new(event.clone(), seq, size);
                 delivery.rendered = rendered;
@@ -922,7 +936,7 @@ impl Host {
             // With traces on, the event's span, which its deliveries keep.
             let _accepted = crate::observe::traces::accepted(&event);
             let event = Arc::new(event);
-            let deliveries = held.into_iter().zip(targets.iter()).zip(keys);
+            let deliveries = held.into_iter().zip(targets.iter()).zip(Routed::keys(keys));
             for ((reservation, route), rendered) in deliveries {
                 let mut delivery = Delivery::new(event.clone(), seq, size);
                 delivery.rendered = rendered;
@@ -999,7 +1013,10 @@ impl Host {
         // With traces on, the event's span, which its deliveries keep.
         let _accepted = crate::observe::traces::accepted(&event);
         let event = Arc::new(event);
-        let targets = reservations.into_iter().zip(routes.iter()).zip(keys);
+        let targets = reservations
+            .into_iter()
+            .zip(routes.iter())
+            .zip(Routed::keys(keys));
         for ((reservation, route), rendered) in targets {
             let mut delivery = Delivery::new(event.clone(), seq, size);
             delivery.rendered = rendered;

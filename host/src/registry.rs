@@ -391,13 +391,13 @@ impl Registry {
     /// it was made with.
     pub(crate) async fn reconfigure(&self, route: &Route, config: &Config) {
         let job = Job::Reconfigure {
-            limits: config.limits_for(&route.name),
-            grants: config.grants_for(
+            limits: Box::new(config.limits_for(&route.name)),
+            grants: Box::new(config.grants_for(
                 &route.name,
                 route.http_denied.clone(),
                 &self.databases,
                 route.output_limit.clone(),
-            ),
+            )),
             hygiene: config.hygiene_for(&route.name),
         };
         let _ = route.queue.push_unbounded(job);

@@ -77,9 +77,10 @@ pub(crate) enum Job {
     /// A new version of the plugin, for every later event.
     Swap(Box<LoadedPlugin>),
     /// New limits, grants and alert hygiene, for every later event.
+    /// (Boxed, so that the event jobs that make up the queues stay small.)
     Reconfigure {
-        limits: Limits,
-        grants: Grants,
+        limits: Box<Limits>,
+        grants: Box<Grants>,
         hygiene: Arc<Hygiene>,
     },
 }
@@ -126,8 +127,10 @@ pub(crate) struct Delivery {
     /// Its size as counted against the queue's bytes, given back when the
     /// plugin is done with the event.
     pub(crate) bytes: usize,
-    /// The last failure and when the first happened, once one has.
-    pub(crate) failed: Option<(Failure, SystemTime)>,
+    /// The last failure and when the first happened, once one has (boxed,
+    /// as most deliveries never fail and every delivery is moved several
+    /// times on its way to the hook).
+    pub(crate) failed: Option<Box<(Failure, SystemTime)>>,
     pub(crate) mode: Mode,
     /// Its `dedup_key` as dispatch rendered it, if the plugin has one.
     pub(crate) rendered: Option<RenderedKey>,
@@ -140,7 +143,7 @@ pub(crate) struct Delivery {
     pub(crate) members: Vec<Delivery>,
     /// With traces on, the span of the event's acceptance: its deliveries'
     /// spans are its children.
-    pub(crate) parent: Option<tracing::Span>,
+    pub(crate) parent: Option<Box<tracing::Span>>,
 }
 
 impl Delivery {
@@ -157,7 +160,7 @@ impl Delivery {
             rendered: None,
             suppressed: 0,
             members: Vec::new(),
-            parent: crate::observe::traces::current(),
+            parent: crate::observe::traces::current().map(Box::new),
         }
     }
 
@@ -613,7 +616,7 @@ impl Worker {
                             .rate_limit
                             .map(|limit| RateLimiter::new(limit, Instant::now()));
                     }
-                    (self.limits, self.grants) = (limits, grants);
+                    (self.limits, self.grants) = (*limits, *grants);
                     state.live = None;
                     let transition = state.breaker.reset();
                     self.log_transition(transition);
@@ -663,14 +666,18 @@ impl Worker {
                 if delivery.mode == Mode::Normal {
                     self.pace(state, 1).await;
                 }
-                let span = tracing::info_span!(
-                    target: DELIVERY_TARGET,
-                    parent: delivery.parent.as_ref().and_then(tracing::Span::id),
-                    "delivery",
-                    plugin = &*self.plugin.name,
-                    event_id = %escape_controls(&delivery.event.id),
-                    attempt = delivery.attempts + 1,
-                );
+                let span = if delivery_spans_wanted() {
+                    tracing::info_span!(
+                        target: DELIVERY_TARGET,
+                        parent: delivery.parent.as_deref().and_then(tracing::Span::id),
+                        "delivery",
+                        plugin = &*self.plugin.name,
+                        event_id = %escape_controls(&delivery.event.id),
+                        attempt = delivery.attempts + 1,
+                    )
+                } else {
+                    tracing::Span::none()
+                };
                 let started = Instant::now();
                 let attempt = delivery.attempts + 1;
                 let suppressed = told(&delivery).into_iter().collect();
@@ -771,15 +778,19 @@ impl Worker {
         // One span for the call, under the first event's span; the other
         // events' spans are linked to it.
         let parent = batch.first().and_then(|d| d.parent.as_ref()?.id());
-        let span = tracing::info_span!(
-            target: DELIVERY_TARGET,
-            parent: parent,
-            "delivery",
-            plugin = &*self.plugin.name,
-            events = batch.len(),
-        );
+        let span = if delivery_spans_wanted() {
+            tracing::info_span!(
+                target: DELIVERY_TARGET,
+                parent: parent,
+                "delivery",
+                plugin = &*self.plugin.name,
+                events = batch.len(),
+            )
+        } else {
+            tracing::Span::none()
+        };
         for delivery in batch.iter().skip(1) {
-            if let Some(other) = delivery.parent.as_ref().and_then(tracing::Span::id) {
+            if let Some(other) = delivery.parent.as_deref().and_then(tracing::Span::id) {
                 span.follows_from(other);
             }
         }
@@ -839,7 +850,7 @@ impl Worker {
                     .failed
                     .as_ref()
                     .map_or_else(SystemTime::now, |f| f.1);
-                delivery.failed = Some((failure.clone(), first));
+                delivery.failed = Some(Box::new((failure.clone(), first)));
                 if failure.retryable && delivery.attempts < self.limits.max_attempts {
                     let drained = self.aftercare.drain.borrow().is_some_and(|d| now >= d);
                     let fate = if drained {
@@ -908,7 +919,7 @@ impl Worker {
         never_tried: Option<(&str, String)>,
     ) -> NewDeadLetter {
         let now = chrono::Utc::now();
-        let (class, error, first) = match (&delivery.failed, never_tried) {
+        let (class, error, first) = match (delivery.failed.as_deref(), never_tried) {
             (_, Some((class, error))) => (class.to_owned(), error, now),
             (Some((failure, first)), None) => (
                 failure.class.as_str().to_owned(),
@@ -1353,6 +1364,14 @@ impl Worker {
                 },
             })
     }
+}
+
+/// Whether a subscriber records delivery spans (JSON logs, traces). Asked
+/// before a span is made: a disabled `info_span!` still builds its fields,
+/// and with tracing's `log` compatibility hands them to `log`, at a cost
+/// beside a hook call's.
+fn delivery_spans_wanted() -> bool {
+    tracing::enabled!(target: DELIVERY_TARGET, tracing::Level::INFO)
 }
 
 /// What `delivery.suppressed` tells the hook about `delivery`: its id and

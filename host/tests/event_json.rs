@@ -612,3 +612,52 @@ fn python_nan_and_infinity_are_read_as_floats() {
         Some("NaN and Infinity in text stay text")
     );
 }
+
+#[test]
+fn the_one_pass_reader_reads_what_the_general_reader_reads() {
+    use hookhost::event::same_as_general;
+    let examples = include_str!("../../examples/events.jsonl");
+    let usual = [
+        r#"{"event_type": "ProfilingStarted", "timestamp": "2025-01-15T10:30:00.123456", "metadata": {"table": "orders", "run_id": "r1"}}"#,
+        r#"{"event_id": "e1", "event_type": "DataDriftDetected", "timestamp": "2025-01-15 10:30:00+01:00", "metadata": {"table": "t", "column": "c", "metric": "mean", "baseline_value": "n/a", "current_value": 1e300, "change_percent": NaN, "drift_severity": "HIGH", "severity": "low"}}"#,
+        r#"{"event_type": "ProfilingCompleted", "timestamp": "2025-01-15T10:30:00Z", "metadata": {"table": "t", "table": "u", "row_count": 10.0, "column_count": null, "duration_seconds": -Infinity}}"#,
+        r#"{"event_type": "SchemaChangeDetected", "id": "x", "timestamp": "2024-02-29T23:59:59.5-05:30", "metadata": {"table": "t\u00e9", "change_type": "renamed_twice", "partition_info": {"by": ["day"]}, "change_severity": "Breaking"}, "extra": [1, {"a": null}]}"#,
+        r#"{"event_type": "custom.thing", "timestamp": "2025-01-15T10:30:00", "metadata": {"nested": {"deep": [[[]]]}, "escaped\"key": 1}}"#,
+        r#"{"event_type": "RetryAttempt", "metadata": {"function": "f", "attempt": 3, "error": "boom", "error_type": "E"}}"#,
+        r#"{"event_type": "ProfilingStarted", "timestamp": "2025-01-15T10:30:00", "metadata": {"table": "orders", "run_id": "r1"} , "event_id": ""}"#,
+        r#"{"event_type": "A", "event_type": "B"}"#,
+        r#"{"event_type": "DataDriftDetected", "metadata": {"baseline_value": -0, "current_value": -0.0, "change_percent": -12, "table": "t"}}"#,
+        r#"{"event_type": "DataDriftDetected", "metadata": {"baseline_value": 18446744073709551616, "current_value": -9223372036854775809, "change_percent": 0.1000000000000000055511151231257827}}"#,
+    ];
+    let refused = [
+        r#"{"event_type": "ProfilingCompleted", "timestamp": "2025-01-15T10:30:00Z", "metadata": {"row_count": -1}}"#,
+        r#"{"event_type": "ProfilingStarted", "timestamp": "2025-02-30T10:30:00", "metadata": {}}"#,
+        r#"{"event_type": "", "metadata": {}}"#,
+        r#"{"event_type": "A", "metadata": [1]}"#,
+        r#"{"event_type": "A", "metadata": {"a": 1,}}"#,
+        r#"{"event_type": "A", "metadata": {"a": 1e400}}"#,
+        r#"{"event_type": "ProfilingCompleted", "metadata": {"row_count": 18446744073709551616}}"#,
+        r#"{"event_type": "ProfilingCompleted", "metadata": {"column_count": -1}}"#,
+        r#"{"event_type": "ProfilingCompleted", "metadata": {"row_count": 1e400}}"#,
+        r#"{"event_type": "A", "metadata": {"a": [{"b": -2E+999}]}}"#,
+    ];
+    let mut taken = 0;
+    for text in examples.lines().chain(usual).chain(refused) {
+        match same_as_general(text) {
+            Ok(true) => taken += 1,
+            Ok(false) => {}
+            Err(difference) => panic!("{text}: {difference}"),
+        }
+    }
+    // Every example and every usual line but the escaped key's and the
+    // exponent's is the one-pass reader's to read; no refused one is.
+    assert_eq!(taken, examples.lines().count() + usual.len() - 2);
+}
+
+#[test]
+fn metadata_is_kept_as_the_emitter_wrote_it() {
+    let metadata = r#"{"table": "orders",  "zeta": [1, 2.50],
+        "alpha": {"b": null}}"#;
+    let line = format!(r#"{{"event_type": "ProfilingStarted", "metadata": {metadata} }}"#);
+    assert_eq!(Event::from_json(&line).unwrap().metadata, metadata);
+}

@@ -4,7 +4,6 @@ mod builtin;
 mod check;
 mod dlq;
 mod emit;
-mod lines;
 mod report;
 mod run;
 mod serve;
@@ -258,16 +257,21 @@ fn init_logging(
             .with_filter(filter)
             .boxed(),
     };
-    let (spans, traces) = match otlp_endpoint.filter(|url| !url.is_empty()) {
+    // Without traces the subscriber is the lines alone: an absent layer
+    // (`Option::None`) would declare an interest in every span and make
+    // the registry record each event's and delivery's span for nothing.
+    match otlp_endpoint.filter(|url| !url.is_empty()) {
         Some(endpoint) => {
             let (layer, traces) = Traces::install(endpoint)?;
-            (Some(layer), Some(traces))
+            tracing_subscriber::registry()
+                .with(lines)
+                .with(layer)
+                .init();
+            Ok(Some(traces))
         }
-        None => (None, None),
-    };
-    tracing_subscriber::registry()
-        .with(lines)
-        .with(spans)
-        .init();
-    Ok(traces)
+        None => {
+            tracing_subscriber::registry().with(lines).init();
+            Ok(None)
+        }
+    }
 }

@@ -18,11 +18,11 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 use hookhost::printable::escape_controls;
+use hookhost::sources::lines::{BoundedLines, Line};
 use hookhost::sources::IngestStats;
 use hookhost::{EmitError, Event, Host, PluginSummary, Unfinished};
 use tokio::io::BufReader;
 
-use super::lines::{BoundedLines, Line};
 use super::report::summary_table;
 use super::serve::{self, ServeArgs};
 use super::HostArgs;
@@ -199,14 +199,13 @@ async fn read_stdin_lines(
 ) -> bool {
     let stdin = BufReader::with_capacity(READ_BUFFER, tokio::io::stdin());
     let mut lines = BoundedLines::new(stdin, max_event);
-    // Events read and not yet handed to the host, with their line numbers.
-    let mut batch: Vec<(u64, Event)> = Vec::with_capacity(SEND_BATCH);
+    let mut batch = Batch::default();
     let mut interrupted = false;
     loop {
         // Hand over what was read when input pauses or the batch is full.
         let next = tokio::select! {
             biased;
-            next = lines.next_line(), if batch.len() < SEND_BATCH => Some(next),
+            next = lines.next_line(), if batch.events.len() < SEND_BATCH => Some(next),
             _ = std::future::ready(()) => None,
         };
         let next = match next {
@@ -265,7 +264,10 @@ async fn read_stdin_lines(
             continue;
         }
         match Event::from_json(&text) {
-            Ok(event) => batch.push((number, event)),
+            Ok(event) => {
+                batch.numbers.push(number);
+                batch.events.push(event);
+            }
             Err(err) => {
                 let err = err.to_string();
                 eprintln!(
@@ -279,6 +281,13 @@ async fn read_stdin_lines(
     interrupted
 }
 
+/// Events read and not yet handed to the host, with their line numbers.
+#[derive(Default)]
+struct Batch {
+    numbers: Vec<u64>,
+    events: Vec<Event>,
+}
+
 /// Hands the events read so far to the host in one batch, adding to
 /// `counts` how many it accepted and how many it refused (each reported by
 /// line number). A first Ctrl-C while it waits for room in a
@@ -286,15 +295,16 @@ async fn read_stdin_lines(
 /// second one exits.
 async fn send(
     host: &Host,
-    batch: &mut Vec<(u64, Event)>,
+    batch: &mut Batch,
     interrupts: &mut Interrupts,
     interrupted: &mut bool,
     counts: &mut Counts,
 ) {
-    if batch.is_empty() {
+    if batch.events.is_empty() {
         return;
     }
-    let (numbers, events): (Vec<u64>, Vec<Event>) = batch.drain(..).unzip();
+    let numbers = std::mem::take(&mut batch.numbers);
+    let events = std::mem::replace(&mut batch.events, Vec::with_capacity(SEND_BATCH));
     let sending = host.send_batch(events);
     tokio::pin!(sending);
     let results = loop {

@@ -2,6 +2,8 @@
 //! metadata object and written back under their Python keys, both from one
 //! table so the two directions cannot drift apart.
 
+use std::borrow::Cow;
+
 use serde_json::{Map, Value};
 
 use super::{shown, EventError};
@@ -10,6 +12,7 @@ use crate::bindings::{
     ProfilingSkipped, ProfilingStarted, QualityScoreDegraded, QualityThresholdBreached, Retry,
     SchemaChange, SchemaChangeType, ValidationFailure,
 };
+use crate::routing::metadata::MetadataIndex;
 
 /// Declares the known event types. Each row names the `EventKind` case and
 /// its record, the PascalCase name baselinr emits and its snake_case alias,
@@ -36,7 +39,7 @@ macro_rules! known_kinds {
         /// known type.
         fn read_known(
             event_type: &str,
-            metadata: &Reader<'_>,
+            metadata: &Reader<'_, '_>,
         ) -> Option<Result<EventKind, FieldError>> {
             $(if event_type == $name || event_type == $alias {
                 let read = || -> Result<EventKind, FieldError> {
@@ -45,6 +48,17 @@ macro_rules! known_kinds {
                 return Some(read());
             })*
             None
+        }
+
+        /// Whether every typed field of `kind` that has a value has its key
+        /// among those `present` says: then [`fill`] adds nothing.
+        pub(super) fn keys_cover(kind: &EventKind, present: impl Fn(&str) -> bool) -> bool {
+            match kind {
+                $(EventKind::$case(record) => {
+                    true $(&& (!Filled::filled(&record.$field) || present($key)))*
+                })*
+                EventKind::Custom(_) => true,
+            }
         }
 
         /// Writes the typed fields of `kind` under their Python keys.
@@ -160,11 +174,99 @@ known_kinds! {
     }
 }
 
+/// A metadata object to read typed fields from.
+#[derive(Clone, Copy)]
+pub(super) enum Source<'s, 'a> {
+    /// Parsed.
+    Map(&'s Map<String, Value>),
+    /// As text, indexed key by key (the one-pass reader's).
+    Index(&'s MetadataIndex<'a>),
+}
+
+impl Source<'_, '_> {
+    /// The value under `key`; null as null.
+    fn get(&self, key: &str) -> Option<Cow<'_, Value>> {
+        match self {
+            Source::Map(map) => map.get(key).map(Cow::Borrowed),
+            Source::Index(index) => {
+                let raw = index.raw(key)?;
+                let value = match raw.as_bytes()[0] {
+                    b'"' => Value::String(string_of(raw)?),
+                    b'-' | b'0'..=b'9' => number(raw)?,
+                    _ => serde_json::from_str(raw).ok()?,
+                };
+                Some(Cow::Owned(value))
+            }
+        }
+    }
+
+    /// The string under `key`, if it holds one.
+    pub(super) fn string(&self, key: &str) -> Option<Cow<'_, str>> {
+        match self {
+            Source::Map(map) => map.get(key)?.as_str().map(Cow::Borrowed),
+            Source::Index(index) => index.get(key).into_text(),
+        }
+    }
+
+    /// The string under `key` as an owned `String`, `Ok(None)` when it is
+    /// missing or null, `Err(())` when it holds anything else.
+    fn owned_string(&self, key: &str) -> Result<Option<String>, ()> {
+        match self {
+            Source::Map(map) => match map.get(key) {
+                None | Some(Value::Null) => Ok(None),
+                Some(Value::String(text)) => Ok(Some(text.clone())),
+                Some(_) => Err(()),
+            },
+            Source::Index(index) => match index.raw(key) {
+                None | Some("null") => Ok(None),
+                Some(raw) if raw.starts_with('"') => string_of(raw).map(Some).ok_or(()),
+                Some(_) => Err(()),
+            },
+        }
+    }
+}
+
+/// The text of a JSON string the scan checked (quotes included).
+fn string_of(raw: &str) -> Option<String> {
+    let inner = &raw[1..raw.len() - 1];
+    match memchr::memchr(b'\\', inner.as_bytes()) {
+        None => Some(inner.to_owned()),
+        Some(_) => serde_json::from_str(raw).ok(),
+    }
+}
+
+/// A number the scan checked against JSON's grammar (without an exponent
+/// or 309 integer digits, see `MetadataIndex::read_strict`), as serde_json
+/// reads it: an integer that fits as one, anything else as the nearest
+/// `f64` (both read correctly rounded).
+fn number(raw: &str) -> Option<Value> {
+    let integer = !raw.contains('.');
+    if integer {
+        if let Ok(n) = raw.parse::<u64>() {
+            return Some(Value::from(n));
+        }
+        // serde_json reads `-0` as the float -0.0.
+        match raw.parse::<i64>() {
+            Ok(n) if n != 0 => return Some(Value::from(n)),
+            _ => {}
+        }
+    }
+    serde_json::Number::from_f64(raw.parse::<f64>().ok()?).map(Value::Number)
+}
+
 /// Reads the typed fields of `event_type` from `metadata`; an unknown type is
 /// [`EventKind::Custom`] with the name as given.
 pub(super) fn read(
     event_type: &str,
     metadata: &Map<String, Value>,
+) -> Result<EventKind, EventError> {
+    read_from(event_type, Source::Map(metadata))
+}
+
+/// [`read`] from either kind of [`Source`].
+pub(super) fn read_from(
+    event_type: &str,
+    metadata: Source<'_, '_>,
 ) -> Result<EventKind, EventError> {
     match read_known(event_type, &Reader(metadata)) {
         None => Ok(EventKind::Custom(event_type.to_owned())),
@@ -189,6 +291,29 @@ pub(super) fn fill(kind: &EventKind, metadata: &mut Map<String, Value>) {
     write_known(kind, &mut Writer::new(metadata, false));
 }
 
+/// Whether a typed field has a value [`fill`] would write.
+trait Filled {
+    fn filled(&self) -> bool;
+}
+
+impl Filled for String {
+    fn filled(&self) -> bool {
+        !self.is_empty()
+    }
+}
+
+impl<T> Filled for Option<T> {
+    fn filled(&self) -> bool {
+        self.is_some()
+    }
+}
+
+impl Filled for SchemaChangeType {
+    fn filled(&self) -> bool {
+        !matches!(self, SchemaChangeType::Other(word) if word.is_empty())
+    }
+}
+
 /// A metadata value of the wrong type, before the event type is known.
 struct FieldError {
     key: &'static str,
@@ -198,9 +323,9 @@ struct FieldError {
 
 /// Reads typed fields from a metadata object: a missing or null key is
 /// empty (`""` or `None`), a value of the wrong type is a [`FieldError`].
-struct Reader<'a>(&'a Map<String, Value>);
+struct Reader<'s, 'a>(Source<'s, 'a>);
 
-impl Reader<'_> {
+impl Reader<'_, '_> {
     /// The non-null value under `key`, converted; `expected` describes what
     /// `convert` accepts.
     fn typed<T>(
@@ -212,10 +337,10 @@ impl Reader<'_> {
         let Some(value) = self.0.get(key).filter(|v| !v.is_null()) else {
             return Ok(None);
         };
-        convert(value).map(Some).ok_or_else(|| FieldError {
+        convert(&value).map(Some).ok_or_else(|| FieldError {
             key,
             expected,
-            found: shown(value),
+            found: shown(&value),
         })
     }
 
@@ -224,7 +349,11 @@ impl Reader<'_> {
     }
 
     fn opt_text(&self, key: &'static str) -> Result<Option<String>, FieldError> {
-        self.typed(key, "a string", |v| v.as_str().map(str::to_owned))
+        // Most typed fields are strings: read without a `Value` between.
+        match self.0.owned_string(key) {
+            Ok(text) => Ok(text),
+            Err(()) => self.typed(key, "a string", |v| v.as_str().map(str::to_owned)),
+        }
     }
 
     fn opt_f64(&self, key: &'static str) -> Result<Option<f64>, FieldError> {

@@ -122,7 +122,7 @@ impl<'a> Found<'a> {
 #[derive(Debug)]
 pub(crate) enum MetadataIndex<'a> {
     /// Found by the scan: each key with its value's text.
-    Scanned(SmallVec<[Entry<'a>; 8]>),
+    Scanned(Entries<'a>),
     /// Parsed by serde_json, for text the scan leaves alone.
     Parsed(Map<String, Value>),
     /// Not a JSON object: no key is there.
@@ -138,6 +138,50 @@ impl<'a> MetadataIndex<'a> {
         match serde_json::from_str(json) {
             Ok(Value::Object(map)) => MetadataIndex::Parsed(map),
             _ => MetadataIndex::NotAnObject,
+        }
+    }
+
+    /// Indexes `json` if the scan reads all of it and every number in it
+    /// is one serde_json reads too (no exponent, under 309 integer
+    /// digits): then what it holds is what serde_json would parse.
+    pub(crate) fn read_strict(json: &'a str) -> Option<MetadataIndex<'a>> {
+        let mut scan = Scan::new(json);
+        let (entries, _) = scan.entries(None)?;
+        (!scan.large_number).then_some(MetadataIndex::Scanned(entries))
+    }
+
+    /// [`MetadataIndex::read_strict`], and the index of the object under
+    /// key `nested` (its last value) when it holds one, in the same pass.
+    pub(crate) fn read_strict_nested(
+        json: &'a str,
+        nested: &str,
+    ) -> Option<(MetadataIndex<'a>, Option<MetadataIndex<'a>>)> {
+        let mut scan = Scan::new(json);
+        let (entries, inner) = scan.entries(Some(nested))?;
+        (!scan.large_number).then(|| {
+            (
+                MetadataIndex::Scanned(entries),
+                inner.map(MetadataIndex::Scanned),
+            )
+        })
+    }
+
+    /// An object with no keys.
+    pub(crate) fn empty() -> MetadataIndex<'a> {
+        MetadataIndex::Scanned(SmallVec::new())
+    }
+
+    /// The text of the value under `key` (its last one, if written twice),
+    /// as written; `None` when the key is missing or the text was not
+    /// scanned (see [`MetadataIndex::read`]).
+    pub(crate) fn raw(&self, key: &str) -> Option<&'a str> {
+        match self {
+            MetadataIndex::Scanned(entries) => entries
+                .iter()
+                .rev()
+                .find(|entry| entry.key == key)
+                .map(|entry| entry.raw),
+            MetadataIndex::Parsed(_) | MetadataIndex::NotAnObject => None,
         }
     }
 
@@ -159,6 +203,9 @@ impl<'a> MetadataIndex<'a> {
         }
     }
 }
+
+/// The top-level keys the scan found.
+type Entries<'a> = SmallVec<[Entry<'a>; 8]>;
 
 /// A top-level key the scan found.
 #[derive(Debug)]
@@ -185,6 +232,19 @@ impl Entry<'_> {
     }
 }
 
+/// Whether one of the eight bytes of `word` is in [`STOPS_A_STRING`]: a
+/// byte below 0x20, a quote or a backslash (the classic "has a byte less
+/// than" and "has a zero byte" tests, exact as to whether there is one).
+fn stops_a_string_within(word: u64) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let below_space = word.wrapping_sub(ONES * 0x20) & !word & HIGH;
+    let zero_byte = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;
+    let quote = zero_byte(word ^ (ONES * u64::from(b'"')));
+    let backslash = zero_byte(word ^ (ONES * u64::from(b'\\')));
+    below_space | quote | backslash != 0
+}
+
 /// The bytes a string's text cannot simply go on with: its closing quote,
 /// a backslash, and the control characters JSON wants escaped.
 const STOPS_A_STRING: [bool; 256] = {
@@ -204,53 +264,90 @@ const STOPS_A_STRING: [bool; 256] = {
 struct Scan<'a> {
     text: &'a str,
     at: usize,
+    /// Whether a number passed has an exponent or 309 integer digits and
+    /// more: serde_json refuses to read one past an `f64`'s range, which
+    /// the scan, checking the grammar only, does not tell.
+    large_number: bool,
 }
+
+/// Integer digits from which a number may be past an `f64`'s range.
+const LARGE_INTEGER_DIGITS: usize = 309;
 
 impl<'a> Scan<'a> {
     fn new(text: &'a str) -> Scan<'a> {
-        Scan { text, at: 0 }
+        Scan {
+            text,
+            at: 0,
+            large_number: false,
+        }
     }
 
     /// The entries of the object that is the whole text.
-    fn object_entries(mut self) -> Option<SmallVec<[Entry<'a>; 8]>> {
-        let mut entries = SmallVec::new();
+    fn object_entries(mut self) -> Option<Entries<'a>> {
+        self.entries(None).map(|(entries, _)| entries)
+    }
+
+    /// The entries of the object that is the whole text, and those of the
+    /// object its key `nested` holds (its last value, if written twice),
+    /// when it holds one: both in one pass.
+    fn entries(&mut self, nested: Option<&str>) -> Option<(Entries<'a>, Option<Entries<'a>>)> {
         self.skip_whitespace();
+        let found = self.object(nested, 1)?;
+        self.skip_whitespace();
+        (self.at == self.text.len()).then_some(found)
+    }
+
+    /// The object that starts here, its values nested `depth` deep: its
+    /// entries, and those of the object under its key `nested`, if any.
+    fn object(
+        &mut self,
+        nested: Option<&str>,
+        depth: usize,
+    ) -> Option<(Entries<'a>, Option<Entries<'a>>)> {
+        let mut entries = SmallVec::new();
+        let mut inner = None;
         self.expect(b'{')?;
         self.skip_whitespace();
         if self.peek()? == b'}' {
             self.at += 1;
-        } else {
-            loop {
-                self.skip_whitespace();
-                let key_start = self.at;
-                if self.key()? {
-                    // A key with escapes: rare enough to leave to serde_json.
-                    return None;
-                }
-                let key = &self.text[key_start + 1..self.at - 1];
-                self.skip_whitespace();
-                self.expect(b':')?;
-                self.skip_whitespace();
-                let value_start = self.at;
-                let escaped = if self.peek()? == b'"' {
-                    self.string()?
-                } else {
-                    self.value(1)?;
+            return Some((entries, inner));
+        }
+        loop {
+            self.skip_whitespace();
+            let key_start = self.at;
+            if self.key()? {
+                // A key with escapes: rare enough to leave to serde_json.
+                return None;
+            }
+            let key = &self.text[key_start + 1..self.at - 1];
+            self.skip_whitespace();
+            self.expect(b':')?;
+            self.skip_whitespace();
+            let value_start = self.at;
+            let escaped = match self.peek()? {
+                b'"' => self.string()?,
+                b'{' if nested == Some(key) && depth < MAX_DEPTH => {
+                    inner = Some(self.object(None, depth + 1)?.0);
                     false
-                };
-                entries.push(Entry {
-                    key,
-                    raw: &self.text[value_start..self.at],
-                    escaped,
-                });
-                self.skip_whitespace();
-                if !self.list_goes_on(b'}')? {
-                    break;
                 }
+                _ => {
+                    if nested == Some(key) {
+                        inner = None;
+                    }
+                    self.value(depth)?;
+                    false
+                }
+            };
+            entries.push(Entry {
+                key,
+                raw: &self.text[value_start..self.at],
+                escaped,
+            });
+            self.skip_whitespace();
+            if !self.list_goes_on(b'}')? {
+                return Some((entries, inner));
             }
         }
-        self.skip_whitespace();
-        (self.at == self.text.len()).then_some(entries)
     }
 
     fn peek(&self) -> Option<u8> {
@@ -343,16 +440,19 @@ impl<'a> Scan<'a> {
         if self.peek() == Some(b'-') {
             self.at += 1;
         }
+        let start = self.at;
         match self.next()? {
             b'0' => {}
             b'1'..=b'9' => self.digits(),
             _ => return None,
         }
+        self.large_number |= self.at - start >= LARGE_INTEGER_DIGITS;
         if self.peek() == Some(b'.') {
             self.at += 1;
             self.one_or_more_digits()?;
         }
         if let Some(b'e' | b'E') = self.peek() {
+            self.large_number = true;
             self.at += 1;
             if let Some(b'+' | b'-') = self.peek() {
                 self.at += 1;
@@ -391,6 +491,14 @@ impl<'a> Scan<'a> {
         let bytes = self.text.as_bytes();
         let mut escaped = false;
         loop {
+            // Eight bytes at a time while none of them stops the string.
+            while let Some(word) = bytes.get(self.at..self.at + 8) {
+                let word = u64::from_le_bytes(word.try_into().expect("eight bytes"));
+                if stops_a_string_within(word) {
+                    break;
+                }
+                self.at += 8;
+            }
             while bytes
                 .get(self.at)
                 .is_some_and(|&byte| !STOPS_A_STRING[byte as usize])
@@ -445,6 +553,39 @@ mod tests {
             Found::Other => Found::Other,
         };
         Some(found)
+    }
+
+    #[test]
+    fn strict_reading_leaves_numbers_serde_json_may_refuse() {
+        let digits = |n: usize| format!(r#"{{"a": {}}}"#, "9".repeat(n));
+        for json in [
+            r#"{"a": 1e400}"#.to_owned(),
+            r#"{"a": [{"b": -2.5E+9}]}"#.to_owned(),
+            digits(309),
+        ] {
+            assert!(MetadataIndex::read_strict(&json).is_none(), "{json}");
+            assert!(serde_json::from_str::<Value>(&json).is_err() || json.contains(['e', 'E']));
+        }
+        for json in [r#"{"a": 1.5, "e": "1e400"}"#.to_owned(), digits(308)] {
+            assert!(MetadataIndex::read_strict(&json).is_some(), "{json}");
+            assert!(serde_json::from_str::<Value>(&json).is_ok());
+        }
+    }
+
+    #[test]
+    fn strings_stop_at_quotes_escapes_and_controls_at_any_offset() {
+        for at in 0..20 {
+            let pad = "x".repeat(at);
+            assert_eq!(
+                scanned(&format!(r#"{{"k": "{pad}\"q"}}"#), "k"),
+                Some(Found::Text(Cow::Owned(format!("{pad}\"q"))))
+            );
+            assert_eq!(scanned(&format!("{{\"k\": \"{pad}\u{1}\"}}"), "k"), None);
+            assert_eq!(
+                scanned(&format!(r#"{{"k": "{pad}", "m": 1}}"#), "m"),
+                Some(Found::Other)
+            );
+        }
     }
 
     /// What the object serde_json parses from `json` holds under `key`.

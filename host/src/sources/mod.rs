@@ -1,4 +1,5 @@
-//! Events from outside the process: the HTTP ingest of `hookhost run
+//! Events from outside the process: JSON lines ([`lines`], stdin for
+//! `hookhost run`), the HTTP ingest of `hookhost run
 //! --listen` (`POST /events`, [`http`]), dbt Cloud job webhooks
 //! (`POST /ingest/dbt-cloud`, [`dbt_cloud`]), and the health checks.
 //!
@@ -11,6 +12,7 @@
 
 pub mod dbt_cloud;
 pub mod http;
+pub mod lines;
 pub mod listen;
 mod stats;
 

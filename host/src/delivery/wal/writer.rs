@@ -25,6 +25,8 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc};
 
+use rustc_hash::FxHashMap;
+
 use super::record::{self, Record};
 use super::segment::{self, Scan, SegmentOpener};
 use super::{Counters, Options, WalError, WalStats};
@@ -153,7 +155,10 @@ pub(crate) struct Writer {
     current: Option<Current>,
     next_segment: u64,
     segments: BTreeMap<u64, SegmentInfo>,
-    live: HashMap<u64, LiveEvent>,
+    /// Keyed by seq with FxHash: seqs are the writer's own numbers, not
+    /// input an attacker chooses, and SipHash cost more than the rest of
+    /// recording an event.
+    live: FxHashMap<u64, LiveEvent>,
     live_deliveries: u64,
     next_seq: u64,
     /// Completions and attempts whose write failed, for the next group.
@@ -191,7 +196,7 @@ impl Writer {
         };
         let mut file = (options.open_segment)(&path).map_err(io_error("create", &path))?;
         let mut names: HashMap<&str, Arc<str>> = HashMap::new();
-        let mut live = HashMap::with_capacity(scan.events.len());
+        let mut live = FxHashMap::with_capacity_and_hasher(scan.events.len(), Default::default());
         let mut buf = Vec::new();
         for event in &scan.events {
             let plugins = (event.pending.iter())

@@ -1,5 +1,5 @@
-//! Lines of stdin for `hookhost run`, read as raw bytes with a bound on how
-//! much of one line is ever held.
+//! Lines of a stream of JSON lines (stdin for `hookhost run`), read as raw
+//! bytes with a bound on how much of one line is ever held.
 //!
 //! `BufRead::lines` keeps reading until it sees a newline, so one line of
 //! gigabytes (or an endless stream without newlines) would be buffered
@@ -85,7 +85,7 @@ impl<R: AsyncBufRead + Unpin> BoundedLines<R> {
                 let line = std::mem::take(&mut self.line);
                 return Ok(Some((self.number, check(line))));
             }
-            let newline = chunk.iter().position(|&b| b == b'\n');
+            let newline = memchr::memchr(b'\n', chunk);
             let take = newline.unwrap_or(chunk.len());
             if self.discarding {
                 self.reader.consume(take + usize::from(newline.is_some()));
@@ -93,6 +93,16 @@ impl<R: AsyncBufRead + Unpin> BoundedLines<R> {
                     self.discarding = false;
                 }
                 continue;
+            }
+            // The usual case, a whole line in what was read: one copy.
+            if let (Some(end), true) = (newline, self.line.is_empty()) {
+                let text = chunk[..end].strip_suffix(b"\r").unwrap_or(&chunk[..end]);
+                if text.len() <= self.max {
+                    let line = check(text.to_vec());
+                    self.reader.consume(end + 1);
+                    self.number += 1;
+                    return Ok(Some((self.number, line)));
+                }
             }
             // A line ending in "\r\n" may be exactly `max` bytes plus the
             // "\r"; allow one byte over here and judge once the line ends.
@@ -124,7 +134,7 @@ impl<R: AsyncBufRead + Unpin> BoundedLines<R> {
 
 /// The line as text, or why it is refused.
 fn check(line: Vec<u8>) -> Line {
-    if let Some(offset) = line.iter().position(|&b| b == 0) {
+    if let Some(offset) = memchr::memchr(0, &line) {
         return Line::Nul { offset };
     }
     match String::from_utf8(line) {

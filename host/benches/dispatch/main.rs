@@ -1,5 +1,5 @@
-//! Dispatch cost: events per second and time per plugin per event through
-//! five trivial plugins, measured three ways in one run:
+//! Per-event cost: events per second and time per plugin per event through
+//! five trivial plugins, measured several ways in one run:
 //!
 //! 1. native Rust trait objects behind the same queue-and-worker shape as
 //!    the host (the floor: what dispatch costs without WebAssembly);
@@ -11,18 +11,32 @@
 //! 6. as 2, with a `dedup_key` on every plugin (the README's template) that
 //!    gives every event a key of its own, so none is suppressed;
 //!
-//! and the routing decisions alone, on one thread: the five plugins'
+//! the routing decisions alone, on one thread: the five plugins'
 //! filters, their deduplication (key rendered, state checked), and both
 //! with the event read once for all of it (as dispatch does), as a
 //! share of what delivering an event costs in run 2: end-to-end runs move by
 //! 10% from one to the next on these shared machines, more than routing
-//! costs.
+//! costs;
+//!
+//! and the whole path of a profiler's stream (lines of about 300 bytes as
+//! baselinr writes them, [`end_to_end`]): intake alone (reading the lines
+//! and handing the events to a host without plugins), then into the five
+//! plugins through the library (`Event::from_json` and `Host::emit`) and
+//! through `hookhost run` on a file, each with the write-ahead log off and
+//! on; and the instructions per event of run 2's call with one plugin,
+//! counted by callgrind ([`callgrind`]).
 //!
 //! `cargo bench --bench dispatch` runs it in full; `cargo test` runs it with
-//! few events to check it still works.
+//! few events to check it still works (without callgrind).
 
+#[path = "../common/mod.rs"]
 mod common;
 
+mod callgrind;
+mod end_to_end;
+
+use callgrind::Counted;
+use end_to_end::Library;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -36,12 +50,29 @@ const PLUGINS: usize = 5;
 /// Events taken off a queue per wake-up, as the host's workers do.
 const BATCH: usize = 256;
 
+/// Goals, in nanoseconds: intake per event, a reused and a fresh call per
+/// plugin per event, an event end to end through five plugins.
+const GOAL_INTAKE: f64 = 1_000.0;
+const GOAL_REUSED: f64 = 800.0;
+const GOAL_FRESH: f64 = 10_000.0;
+const GOAL_END_TO_END: f64 = 5_000.0;
+
 fn main() {
-    let full = std::env::args().any(|arg| arg == "--bench");
-    let (reused_events, fresh_events) = if full {
-        (200_000, 20_000)
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(at) = args.iter().position(|arg| arg == callgrind::CHILD) {
+        let usage = "--callgrind-child call|intake EVENTS CACHE_DIR";
+        let (what, events, cache) = match &args[at + 1..] {
+            [what, events, cache, ..] => (what, events.parse().expect(usage), cache),
+            _ => panic!("{usage}"),
+        };
+        callgrind::child(what, events, Path::new(cache));
+        return;
+    }
+    let full = args.iter().any(|arg| arg == "--bench");
+    let (reused_events, fresh_events, stream_events) = if full {
+        (200_000, 20_000, 50_000)
     } else {
-        (2_000, 200)
+        (2_000, 200, 500)
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -124,22 +155,73 @@ fn main() {
             routing_share * 100.0,
             worst_share * 100.0
         );
+        // A profiler's stream, end to end.
+        let stream = end_to_end::profiler_stream(stream_events);
+        let bytes = stream.len() as f64 / stream_events as f64;
+        println!("a profiler's stream: {stream_events} events, {bytes:.0} bytes a line");
+        let intake_ns = end_to_end::intake(&stream, end_to_end::one_pass).await;
+        let general_ns = end_to_end::intake(&stream, end_to_end::general).await;
+        println!(
+            "intake alone (read, build, hand over): {intake_ns:>7.0} ns per event; \
+             {general_ns:.0} ns with the general reader ({:.1}x)",
+            general_ns / intake_ns
+        );
+        let per_event = |d: Duration| d.as_secs_f64() * 1e9 / stream_events as f64;
+        let library = per_event(end_to_end::library(&stream, Library::Emit).await);
+        let library_logged = per_event(end_to_end::library(&stream, Library::BatchesLogged).await);
+        let few = stream.lines().take(200).map(|line| format!("{line}\n")).collect::<String>();
+        let emit_logged = end_to_end::library(&few, Library::EmitLogged).await.as_secs_f64() * 1e9
+            / few.lines().count() as f64;
+        println!(
+            "end to end, library:       {library:>7.0} ns per event (Host::emit), \
+             {library_logged:>7.0} with the write-ahead log (Host::send_batch of 256)"
+        );
+        println!(
+            "                           {emit_logged:>7.0} ns per event through Host::emit with \
+             the write-ahead log (one disk sync per call)"
+        );
+        let cli = end_to_end::CliSetup::new();
+        let input = cli.input(&stream);
+        let (startup, startup_logged) = (cli.startup(false), cli.startup(true));
+        let run = per_event(cli.run(&input, false).saturating_sub(startup));
+        let run_logged = per_event(cli.run(&input, true).saturating_sub(startup_logged));
+        println!(
+            "end to end, hookhost run:  {run:>7.0} ns per event, {run_logged:>7.0} with the \
+             write-ahead log (startup and stop, {:.0} and {:.0} ms, taken off)",
+            startup.as_secs_f64() * 1e3,
+            startup_logged.as_secs_f64() * 1e3
+        );
+        println!(
+            "ratio end to end / {PLUGINS} reused calls: {:>5.2}x (Host::emit), {:.2}x (hookhost run)",
+            library / delivering_ns,
+            run / delivering_ns
+        );
         if !full {
             println!("(smoke run with few events; `cargo bench --bench dispatch` measures)");
             return;
         }
-        println!(
-            "goal <= 1 us per plugin per event reused: {} ({reused_ns:.0} ns)",
-            verdict(reused_ns <= 1_000.0)
-        );
-        println!(
-            "goal <= 10 us per plugin per event fresh: {} ({fresh_ns:.0} ns)",
-            verdict(fresh_ns <= 10_000.0)
-        );
-        println!(
-            "goal <= 1 us per plugin per event, batch hook: {} ({batched_ns:.0} ns)",
-            verdict(batched_ns <= 1_000.0)
-        );
+        let cache = tempfile::tempdir().expect("temp dir");
+        callgrind::host(cache.path()).await.shutdown().await;
+        for (what, label) in [
+            (Counted::Intake, "intake, no plugin (read, build, hand over)"),
+            (Counted::Call, "wasm reused, 1 plugin (Host::send to the hook's return)"),
+        ] {
+            match callgrind::instructions_per_event(what, cache.path()) {
+                Ok(count) => println!("callgrind, {label}: {count:.0} instructions per event"),
+                Err(why) => println!("callgrind: not counted ({why})"),
+            }
+        }
+        let goal = |label: &str, ns: f64, goal: f64| {
+            println!("goal {label} <= {goal:.0} ns: {} ({ns:.0} ns)", verdict(ns <= goal));
+        };
+        goal("intake per event", intake_ns, GOAL_INTAKE);
+        goal("per plugin per event, reused", reused_ns, GOAL_REUSED);
+        goal("per plugin per event, fresh", fresh_ns, GOAL_FRESH);
+        goal("per plugin per event, batch hook", batched_ns, GOAL_REUSED);
+        goal("per event, Host::emit, 5 plugins", library, GOAL_END_TO_END);
+        goal("per event, Host::send_batch, 5 plugins, logged", library_logged, GOAL_END_TO_END);
+        goal("per event, hookhost run, 5 plugins", run, GOAL_END_TO_END);
+        goal("per event, hookhost run, 5 plugins, logged", run_logged, GOAL_END_TO_END);
         println!(
             "goal routing adds < 10%: {} ({:.1}%; with every key new: {}, {:.1}%)",
             verdict(routing_share < 0.10),
