@@ -372,6 +372,43 @@ fn json_type(value: &Value) -> &'static str {
     }
 }
 
+/// `text` with the bare `NaN`, `Infinity` and `-Infinity` that Python's
+/// `json.dumps` writes (and JSON does not allow) turned into the strings
+/// `"NaN"`, `"Infinity"` and `"-Infinity"`, which the typed number fields
+/// read back as those floats. Text inside strings is left alone.
+pub(crate) fn quote_non_finite(text: &str) -> Cow<'_, str> {
+    const WORDS: [&str; 3] = ["-Infinity", "Infinity", "NaN"];
+    let bytes = text.as_bytes();
+    let has_word = memchr::memchr2_iter(b'N', b'I', bytes)
+        .any(|at| bytes[at..].starts_with(b"NaN") || bytes[at..].starts_with(b"Infinity"));
+    if !has_word {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    let (mut in_string, mut escaped) = (false, false);
+    let mut rest = text;
+    while let Some(c) = rest.chars().next() {
+        if !in_string {
+            if let Some(word) = WORDS.iter().find(|word| rest.starts_with(*word)) {
+                out.push('"');
+                out.push_str(word);
+                out.push('"');
+                rest = &rest[word.len()..];
+                continue;
+            }
+        }
+        match c {
+            _ if escaped => escaped = false,
+            '\\' if in_string => escaped = true,
+            '"' => in_string = !in_string,
+            _ => {}
+        }
+        out.push(c);
+        rest = &rest[c.len_utf8()..];
+    }
+    Cow::Owned(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -437,41 +474,4 @@ mod tests {
         );
         assert_eq!(of("{}"), None);
     }
-}
-
-/// `text` with the bare `NaN`, `Infinity` and `-Infinity` that Python's
-/// `json.dumps` writes (and JSON does not allow) turned into the strings
-/// `"NaN"`, `"Infinity"` and `"-Infinity"`, which the typed number fields
-/// read back as those floats. Text inside strings is left alone.
-pub(crate) fn quote_non_finite(text: &str) -> Cow<'_, str> {
-    const WORDS: [&str; 3] = ["-Infinity", "Infinity", "NaN"];
-    let bytes = text.as_bytes();
-    let has_word = memchr::memchr2_iter(b'N', b'I', bytes)
-        .any(|at| bytes[at..].starts_with(b"NaN") || bytes[at..].starts_with(b"Infinity"));
-    if !has_word {
-        return Cow::Borrowed(text);
-    }
-    let mut out = String::with_capacity(text.len() + 16);
-    let (mut in_string, mut escaped) = (false, false);
-    let mut rest = text;
-    while let Some(c) = rest.chars().next() {
-        if !in_string {
-            if let Some(word) = WORDS.iter().find(|word| rest.starts_with(*word)) {
-                out.push('"');
-                out.push_str(word);
-                out.push('"');
-                rest = &rest[word.len()..];
-                continue;
-            }
-        }
-        match c {
-            _ if escaped => escaped = false,
-            '\\' if in_string => escaped = true,
-            '"' => in_string = !in_string,
-            _ => {}
-        }
-        out.push(c);
-        rest = &rest[c.len_utf8()..];
-    }
-    Cow::Owned(out)
 }

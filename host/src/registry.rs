@@ -513,9 +513,8 @@ impl Registry {
         }
         if let Some(wal) = self.wal.clone() {
             // Writes and syncs the last completions: blocking file work.
-            match tokio::task::spawn_blocking(move || wal.flush()).await {
-                Ok(Err(err)) => tracing::error!("{err}"),
-                Ok(Ok(())) | Err(_) => {}
+            if let Ok(Err(err)) = tokio::task::spawn_blocking(move || wal.flush()).await {
+                tracing::error!("{err}");
             }
         }
         summaries

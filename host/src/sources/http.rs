@@ -18,7 +18,8 @@ use axum::http::header::{AUTHORIZATION, WWW_AUTHENTICATE};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
 use serde::de::{self, DeserializeSeed, SeqAccess, Visitor};
-use serde_json::{json, Value};
+use serde_json::json;
+use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
@@ -124,14 +125,15 @@ pub fn read_events(body: &[u8]) -> Result<Vec<Event>, Malformed> {
     })?;
     let text = quote_non_finite(text);
     if !text.trim_start().starts_with('[') {
-        let value: Value = serde_json::from_str(&text).map_err(|err| Malformed {
-            index: None,
-            field: None,
-            message: format!("not valid JSON: {err}"),
-        })?;
-        return Event::from_json_value(value)
-            .map(|event| vec![event])
-            .map_err(|err| malformed_event(0, &err));
+        return match Event::from_json(&text) {
+            Ok(event) => Ok(vec![event]),
+            Err(EventError::Json(err)) => Err(Malformed {
+                index: None,
+                field: None,
+                message: format!("not valid JSON: {err}"),
+            }),
+            Err(err) => Err(malformed_event(0, &err)),
+        };
     }
     let reader = EventsReader {
         parsed: Cell::new(0),
@@ -179,9 +181,11 @@ impl<'de> Visitor<'de> for &EventsReader {
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<Event>, A::Error> {
         let mut events = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
-        while let Some(value) = seq.next_element::<Value>()? {
+        // Each element's text, checked as JSON by this parse, is read by
+        // `Event::from_json`: most in one pass, without a `Value`.
+        while let Some(element) = seq.next_element::<&'de RawValue>()? {
             let index = self.parsed.get();
-            match Event::from_json_value(value) {
+            match Event::from_json(element.get()) {
                 Ok(event) => events.push(event),
                 Err(err) => {
                     let malformed = malformed_event(index, &err);
