@@ -324,3 +324,43 @@ fn a_second_ctrl_c_stops_at_once_and_says_what_was_left() {
         .unwrap_or_else(|| panic!("{report:?}"));
     assert!((4..=6).contains(&left), "{report}");
 }
+
+/// Where the instance pool's address space cannot be reserved (a `ulimit
+/// -v`; valgrind), the host still runs, allocating each instance on its
+/// own, and says so.
+#[test]
+fn emit_works_where_the_instance_pool_cannot_be_reserved() {
+    use std::os::unix::process::CommandExt;
+
+    let dir = common::plugins_dir(&["counts"]);
+    let event = r#"{"event_type": "ProfilingStarted", "metadata": {"table": "t"}}"#;
+    let mut command = command();
+    command
+        .args(["emit", "--plugins", dir.path().to_str().unwrap(), event])
+        .env("RUST_LOG", "warn");
+    // 64 GiB of address space: room for the process and a few instances
+    // (about 4 GiB each), far from the pool's terabytes.
+    // SAFETY: between fork and exec the closure calls only setrlimit, which
+    // is async-signal-safe, and allocates nothing.
+    unsafe {
+        command.pre_exec(|| {
+            let limit = libc::rlimit {
+                rlim_cur: 64 << 30,
+                rlim_max: 64 << 30,
+            };
+            if libc::setrlimit(libc::RLIMIT_AS, &limit) == 0 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        });
+    }
+    let out = run_with_input(&mut command, "");
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(stdout.contains("counts: ok"), "{stdout}");
+    assert!(
+        stderr.contains("cannot reserve the instance pool"),
+        "{stderr}"
+    );
+}

@@ -18,7 +18,6 @@ use pyo3::create_exception;
 use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
-use serde_json::{Map, Number, Value};
 
 create_exception!(
     _hookhost,
@@ -250,86 +249,98 @@ fn emit_error(err: EmitError) -> PyErr {
 }
 
 /// Reads a Python event: a dict, or an object whose `to_dict()` returns one.
+/// It is written as JSON text and read as the host reads any line, most
+/// events in one pass (see the host's `event/one_pass.rs`).
 fn read_event(event: &Bound<'_, PyAny>) -> PyResult<Event> {
-    let value = if event.is_instance_of::<PyDict>() {
-        to_json(event, 0)?
+    let mut text = Vec::with_capacity(512);
+    if event.is_instance_of::<PyDict>() {
+        write_json(event, 0, &mut text)?;
     } else if event.hasattr("to_dict")? {
-        to_json(&event.call_method0("to_dict")?, 0)?
+        write_json(&event.call_method0("to_dict")?, 0, &mut text)?;
     } else {
         return Err(MalformedEvent::new_err(format!(
             "an event must be a dict or have a to_dict() method, not {}",
             event.get_type().name()?
         )));
-    };
-    Event::from_json_value(value).map_err(|err| MalformedEvent::new_err(err.to_string()))
+    }
+    // Written from `str`s and numbers only, so UTF-8.
+    let text = String::from_utf8(text).map_err(|err| MalformedEvent::new_err(err.to_string()))?;
+    Event::from_json(&text).map_err(|err| MalformedEvent::new_err(err.to_string()))
 }
 
-/// A Python value as JSON, as `json.dumps(value, default=str)` writes it,
-/// except that dates and times are written with `isoformat()` and floats
-/// that are not finite as the strings `"NaN"`, `"Infinity"` and
-/// `"-Infinity"` (what the host reads from Python's `json.dumps` too).
-fn to_json(value: &Bound<'_, PyAny>, depth: usize) -> PyResult<Value> {
+/// Writes a Python value as JSON text, as `json.dumps(value, default=str)`
+/// writes it (compactly), except that dates and times are written with
+/// `isoformat()` and floats that are not finite as the strings `"NaN"`,
+/// `"Infinity"` and `"-Infinity"` (what the host reads from Python's
+/// `json.dumps` too).
+fn write_json(value: &Bound<'_, PyAny>, depth: usize, out: &mut Vec<u8>) -> PyResult<()> {
     if depth > MAX_DEPTH {
         return Err(MalformedEvent::new_err(format!(
             "the event is nested deeper than {MAX_DEPTH} lists and dicts"
         )));
     }
     if value.is_none() {
-        return Ok(Value::Null);
-    }
-    if let Ok(flag) = value.downcast::<PyBool>() {
-        return Ok(Value::Bool(flag.is_true()));
-    }
-    if value.is_instance_of::<PyInt>() {
+        out.extend_from_slice(b"null");
+    } else if let Ok(flag) = value.downcast::<PyBool>() {
+        out.extend_from_slice(if flag.is_true() { b"true" } else { b"false" });
+    } else if value.is_instance_of::<PyInt>() {
         if let Ok(n) = value.extract::<i64>() {
-            return Ok(Value::from(n));
+            write_serialized(out, &n);
+        } else if let Ok(n) = value.extract::<u64>() {
+            write_serialized(out, &n);
+        } else {
+            write_float(out, value.extract::<f64>()?);
         }
-        if let Ok(n) = value.extract::<u64>() {
-            return Ok(Value::from(n));
+    } else if value.is_instance_of::<PyFloat>() {
+        write_float(out, value.extract::<f64>()?);
+    } else if let Ok(text) = value.downcast::<PyString>() {
+        write_serialized(out, &*text.to_cow()?);
+    } else if let Ok(dict) = value.downcast::<PyDict>() {
+        out.push(b'{');
+        for (index, (key, item)) in dict.iter().enumerate() {
+            if index > 0 {
+                out.push(b',');
+            }
+            match key.downcast::<PyString>() {
+                Ok(key) => write_serialized(out, &*key.to_cow()?),
+                Err(_) => write_serialized(out, &*key.str()?.to_cow()?),
+            }
+            out.push(b':');
+            write_json(&item, depth + 1, out)?;
         }
-        return Ok(float(value.extract::<f64>()?));
-    }
-    if value.is_instance_of::<PyFloat>() {
-        return Ok(float(value.extract::<f64>()?));
-    }
-    if value.is_instance_of::<PyString>() {
-        return Ok(Value::String(value.extract()?));
-    }
-    if let Ok(dict) = value.downcast::<PyDict>() {
-        let mut map = Map::with_capacity(dict.len());
-        for (key, item) in dict.iter() {
-            let key = if key.is_instance_of::<PyString>() {
-                key.extract()?
-            } else {
-                key.str()?.extract()?
-            };
-            map.insert(key, to_json(&item, depth + 1)?);
+        out.push(b'}');
+    } else if value.is_instance_of::<PyList>() || value.is_instance_of::<PyTuple>() {
+        out.push(b'[');
+        for (index, item) in value.try_iter()?.enumerate() {
+            if index > 0 {
+                out.push(b',');
+            }
+            write_json(&item?, depth + 1, out)?;
         }
-        return Ok(Value::Object(map));
+        out.push(b']');
+    } else if value.hasattr("to_dict")? {
+        write_json(&value.call_method0("to_dict")?, depth + 1, out)?;
+    } else if value.hasattr("isoformat")? {
+        write_serialized(out, &*value.call_method0("isoformat")?.str()?.to_cow()?);
+    } else {
+        write_serialized(out, &*value.str()?.to_cow()?);
     }
-    if value.is_instance_of::<PyList>() || value.is_instance_of::<PyTuple>() {
-        let items = value
-            .try_iter()?
-            .map(|item| to_json(&item?, depth + 1))
-            .collect::<PyResult<Vec<Value>>>()?;
-        return Ok(Value::Array(items));
-    }
-    if value.hasattr("to_dict")? {
-        return to_json(&value.call_method0("to_dict")?, depth + 1);
-    }
-    if value.hasattr("isoformat")? {
-        return Ok(Value::String(value.call_method0("isoformat")?.extract()?));
-    }
-    Ok(Value::String(value.str()?.extract()?))
+    Ok(())
+}
+
+/// `value` as serde_json writes it (a string quoted and escaped, a number).
+fn write_serialized<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) {
+    // Writing a string or a number into a `Vec` cannot fail.
+    let _ = serde_json::to_writer(&mut *out, value);
 }
 
 /// A float as JSON: a number, or the name of a value JSON has no number for.
-fn float(n: f64) -> Value {
-    match Number::from_f64(n) {
-        Some(number) => Value::Number(number),
-        None if n.is_nan() => Value::String("NaN".into()),
-        None if n > 0.0 => Value::String("Infinity".into()),
-        None => Value::String("-Infinity".into()),
+fn write_float(out: &mut Vec<u8>, n: f64) {
+    match n {
+        n if n.is_nan() => write_serialized(out, "NaN"),
+        n if n.is_infinite() && n > 0.0 => write_serialized(out, "Infinity"),
+        n if n.is_infinite() => write_serialized(out, "-Infinity"),
+        n => write_serialized(out, &n),
     }
 }
 
