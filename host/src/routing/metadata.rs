@@ -12,6 +12,11 @@
 //! serde_json reads as tokens of its own) is parsed by serde_json instead,
 //! with the same answers: a key written twice has its last value, as in the
 //! parsed object.
+//!
+//! The same scan reads events themselves (`event/one_pass.rs`: the
+//! envelope's keys and the metadata's in one pass) and checks the metadata
+//! `Event::to_json` writes as it is; `MetadataIndex::read_strict` also
+//! leaves to serde_json any text with a number it may refuse to read.
 
 use std::borrow::Cow;
 
