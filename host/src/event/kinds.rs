@@ -189,9 +189,10 @@ impl Source<'_, '_> {
         match self {
             Source::Map(map) => map.get(key).map(Cow::Borrowed),
             Source::Index(index) => {
-                let raw = index.raw(key)?;
+                let entry = index.entry(key)?;
+                let raw = entry.raw();
                 let value = match raw.as_bytes()[0] {
-                    b'"' => Value::String(string_of(raw)?),
+                    b'"' => Value::String(entry.value().into_text()?.into_owned()),
                     b'-' | b'0'..=b'9' => number(raw)?,
                     _ => serde_json::from_str(raw).ok()?,
                 };
@@ -217,21 +218,16 @@ impl Source<'_, '_> {
                 Some(Value::String(text)) => Ok(Some(text.clone())),
                 Some(_) => Err(()),
             },
-            Source::Index(index) => match index.raw(key) {
-                None | Some("null") => Ok(None),
-                Some(raw) if raw.starts_with('"') => string_of(raw).map(Some).ok_or(()),
-                Some(_) => Err(()),
+            Source::Index(index) => match index.entry(key) {
+                None => Ok(None),
+                Some(entry) if entry.raw() == "null" => Ok(None),
+                Some(entry) => entry
+                    .value()
+                    .into_text()
+                    .map(|text| Some(text.into_owned()))
+                    .ok_or(()),
             },
         }
-    }
-}
-
-/// The text of a JSON string the scan checked (quotes included).
-fn string_of(raw: &str) -> Option<String> {
-    let inner = &raw[1..raw.len() - 1];
-    match memchr::memchr(b'\\', inner.as_bytes()) {
-        None => Some(inner.to_owned()),
-        Some(_) => serde_json::from_str(raw).ok(),
     }
 }
 

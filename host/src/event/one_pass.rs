@@ -33,9 +33,10 @@ pub(super) fn read(text: &str) -> Option<Event> {
         Some(id) => id.into_owned(),
         None => new_id(),
     };
-    let timestamp = match envelope.raw("timestamp") {
-        None | Some("null") => now(),
-        Some(_) => strict_timestamp(&envelope.get("timestamp").into_text()?)?,
+    let timestamp = match envelope.entry("timestamp") {
+        None => now(),
+        Some(given) if given.raw() == "null" => now(),
+        Some(given) => strict_timestamp(&given.value().into_text()?)?,
     };
     let (metadata_text, metadata) = match envelope.raw("metadata") {
         None | Some("null") => ("{}", MetadataIndex::empty()),
@@ -60,10 +61,11 @@ pub(super) fn read(text: &str) -> Option<Event> {
 /// not a string (an error, for the general reader to word).
 fn given_id<'i>(envelope: &'i MetadataIndex<'_>) -> Option<Option<Cow<'i, str>>> {
     for key in ["event_id", "id"] {
-        match envelope.raw(key) {
-            None | Some("null") => continue,
-            Some(_) => {
-                let id = envelope.get(key).into_text()?;
+        match envelope.entry(key) {
+            None => continue,
+            Some(given) if given.raw() == "null" => continue,
+            Some(given) => {
+                let id = given.value().into_text()?;
                 return Some((!id.is_empty()).then_some(id));
             }
         }

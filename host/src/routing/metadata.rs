@@ -180,12 +180,14 @@ impl<'a> MetadataIndex<'a> {
     /// as written; `None` when the key is missing or the text was not
     /// scanned (see [`MetadataIndex::read`]).
     pub(crate) fn raw(&self, key: &str) -> Option<&'a str> {
+        self.entry(key).map(|entry| entry.raw)
+    }
+
+    /// The scanned entry under `key` (its last one, if written twice):
+    /// `None` when the key is missing or the text was not scanned.
+    pub(crate) fn entry(&self, key: &str) -> Option<&Entry<'a>> {
         match self {
-            MetadataIndex::Scanned(entries) => entries
-                .iter()
-                .rev()
-                .find(|entry| entry.key == key)
-                .map(|entry| entry.raw),
+            MetadataIndex::Scanned(entries) => entries.iter().rev().find(|entry| entry.key == key),
             MetadataIndex::Parsed(_) | MetadataIndex::NotAnObject => None,
         }
     }
@@ -193,12 +195,7 @@ impl<'a> MetadataIndex<'a> {
     /// The value under `key` (its last one, if written twice).
     pub(crate) fn get(&self, key: &str) -> Found<'_> {
         match self {
-            MetadataIndex::Scanned(entries) => {
-                match entries.iter().rev().find(|entry| entry.key == key) {
-                    Some(entry) => entry.value(),
-                    None => Found::Missing,
-                }
-            }
+            MetadataIndex::Scanned(_) => self.entry(key).map_or(Found::Missing, Entry::value),
             MetadataIndex::Parsed(map) => match map.get(key) {
                 Some(Value::String(text)) => Found::Text(Cow::Borrowed(text)),
                 Some(_) => Found::Other,
@@ -223,8 +220,14 @@ pub(crate) struct Entry<'a> {
     escaped: bool,
 }
 
-impl Entry<'_> {
-    fn value(&self) -> Found<'_> {
+impl<'a> Entry<'a> {
+    /// Its value's text, as written.
+    pub(crate) fn raw(&self) -> &'a str {
+        self.raw
+    }
+
+    /// Its value: a string unescaped only if it has escapes.
+    pub(crate) fn value(&self) -> Found<'_> {
         if !self.raw.starts_with('"') {
             Found::Other
         } else if !self.escaped {
