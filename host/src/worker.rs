@@ -630,6 +630,8 @@ impl Worker {
                 state.ready.push_front(Job::Event(delivery));
                 return;
             }
+            // Batch calls are boxed (once per batch): inline, their large
+            // futures would grow the one every single-event call moves.
             if self.plugin.pre.is_batch() && !delivery.members.is_empty() {
                 // A group: its events, in batch calls of their own, each
                 // call one delivery for the rate limit.
@@ -638,14 +640,14 @@ impl Worker {
                 while !members.is_empty() {
                     let rest = members.split_off(members.len().min(self.limits.batch_size));
                     self.pace(state, 1).await;
-                    self.deliver_batch_of(state, members).await;
+                    Box::pin(self.deliver_batch_of(state, members)).await;
                     members = rest;
                 }
             } else if self.plugin.pre.is_batch() {
                 let room = self.limits.batch_size.min(max_events - delivered);
                 let mut batch = vec![delivery];
                 if room > 1 && max_events == usize::MAX {
-                    self.fill(state, room).await;
+                    Box::pin(self.fill(state, room)).await;
                 }
                 while batch.len() < room {
                     match state.ready.pop_front() {
@@ -660,7 +662,7 @@ impl Worker {
                 delivered += batch.len();
                 let normal = batch.iter().filter(|d| d.mode == Mode::Normal).count();
                 self.pace(state, normal).await;
-                self.deliver_batch_of(state, batch).await;
+                Box::pin(self.deliver_batch_of(state, batch)).await;
             } else {
                 delivered += 1;
                 if delivery.mode == Mode::Normal {
@@ -681,16 +683,21 @@ impl Worker {
                 let started = Instant::now();
                 let attempt = delivery.attempts + 1;
                 let suppressed = told(&delivery).into_iter().collect();
-                let (result, hint) = self
-                    .deliver(
-                        &mut state.live,
-                        &delivery.event,
-                        attempt,
-                        suppressed,
-                        started,
-                    )
-                    .instrument(span.clone())
-                    .await;
+                let delivering = self.deliver(
+                    &mut state.live,
+                    &delivery.event,
+                    attempt,
+                    suppressed,
+                    started,
+                );
+                // The call's future is about a kilobyte: awaited where it
+                // is, without a span, rather than moved into an
+                // `Instrumented` for every event (boxed when there is one).
+                let (result, hint) = if span.is_none() {
+                    delivering.await
+                } else {
+                    Box::pin(delivering.instrument(span.clone())).await
+                };
                 let latency = started.elapsed();
                 span.in_scope(|| self.settle(state, delivery, result, hint, latency));
             }
@@ -1040,13 +1047,16 @@ impl Worker {
 
     /// Writes what the last deliveries settled: dead letters first, then
     /// completions in the log, then the counts, so that a count read says
-    /// the store has it.
+    /// the store has it. Runs after every wake-up, so the rare store
+    /// writes are boxed: their futures are kilobytes, which an async fn
+    /// would otherwise lay out, and move, every time.
     async fn record(&self, state: &mut Loop) {
         let (settled, dedup) = (&mut state.settled, &mut state.dedup);
         if let (Some(store), true) = (&self.aftercare.routing_store, dedup.has_changes()) {
             // Before the completions: a repeat is counted before its record
             // in the log is done with.
-            if let Err(err) = store.save(&self.plugin.name, &dedup.take_changes()).await {
+            let changes = dedup.take_changes();
+            if let Err(err) = Box::pin(store.save(&self.plugin.name, &changes)).await {
                 tracing::error!(
                     plugin = &*self.plugin.name,
                     "{err}; the last deduplication counts are kept in memory only"
@@ -1056,7 +1066,7 @@ impl Worker {
         if !settled.dead_letters.is_empty() {
             let entries = std::mem::take(&mut settled.dead_letters);
             let seqs = std::mem::take(&mut settled.dead_letter_seqs);
-            match self.aftercare.dead_letters.add(&entries).await {
+            match Box::pin(self.aftercare.dead_letters.add(&entries)).await {
                 Ok(()) => settled.completed.extend(seqs),
                 Err(err) => {
                     let ids: Vec<&str> = entries.iter().map(|e| e.event_id.as_str()).collect();
@@ -1213,7 +1223,9 @@ impl Worker {
         let deadline = started + self.limits.timeout;
         let instance = match live {
             Some(instance) => instance,
-            None => match self.instantiate(deadline).await {
+            // Boxed: instantiating's future is twice the call's, and with
+            // instance reuse it is rare.
+            None => match Box::pin(self.instantiate(deadline)).await {
                 Ok(instance) => live.insert(instance),
                 Err(failure) => return (Err(failure), None),
             },
@@ -1248,7 +1260,7 @@ impl Worker {
         let deadline = started + self.limits.timeout;
         let instance = match live {
             Some(instance) => instance,
-            None => match self.instantiate(deadline).await {
+            None => match Box::pin(self.instantiate(deadline)).await {
                 Ok(instance) => live.insert(instance),
                 Err(failure) => return (vec![Err(failure); events.len()], None),
             },
