@@ -57,6 +57,18 @@ use crate::state::{
 /// call into a trivial hook.
 const BATCH: usize = 256;
 
+/// How long a worker whose queue just emptied keeps looking at it, every
+/// [`LINGER_POLL`], before it sleeps until an emitter wakes it. While it
+/// lingers, emitters queue events without waking it: waking a sleeping
+/// worker costs the emitter's thread a system call and, on a virtual
+/// machine, an interrupt sent to another core, several microseconds, far
+/// more than queueing the event. An event queued meanwhile waits for the
+/// next look, about a millisecond (tokio's timer resolution).
+const LINGER: Duration = Duration::from_millis(10);
+
+/// How often a lingering worker looks at its queue.
+const LINGER_POLL: Duration = Duration::from_millis(1);
+
 /// Longest failure message kept: a hook's returned error, or a trap's
 /// description. A hook may return an error of any size its memory holds;
 /// reports, logs and summaries keep only this much of it.
@@ -290,6 +302,9 @@ struct Loop {
     dedup: DedupState,
     /// Events waiting with their group.
     groups: Groups<Delivery>,
+    /// Until when the worker lingers ([`LINGER`]): set when it last took
+    /// jobs off the queue.
+    linger_until: Option<Instant>,
 }
 
 impl Worker {
@@ -312,6 +327,7 @@ impl Worker {
             hygiene: self.hygiene.clone(),
             dedup: self.load_dedup().await,
             groups: Groups::default(),
+            linger_until: None,
         };
         let mut taken = Vec::with_capacity(BATCH);
         loop {
@@ -335,7 +351,9 @@ impl Worker {
             // While the breaker holds events back they wait in the queue,
             // where its capacity still applies.
             if state.ready.len() < BATCH && !state.breaker.is_tripped() {
-                self.queue.take(&mut taken, BATCH - state.ready.len());
+                if self.queue.take(&mut taken, BATCH - state.ready.len()) > 0 {
+                    state.linger_until = Some(now + LINGER);
+                }
                 self.admit(&mut state, &mut taken);
             }
             let queued = self.queue.len() > 0 || self.queue.has_control();
@@ -354,7 +372,8 @@ impl Worker {
                 // What the events just taken left (repeats done, events
                 // joining groups) is counted before the wait.
                 self.record(&mut state).await;
-                self.idle(next_retry, finished, drain).await;
+                let linger = state.linger_until.filter(|until| *until > now && !finished);
+                self.idle(next_retry, finished, drain, linger).await;
                 continue;
             }
             let (permit, transition) = state.breaker.permit(now);
@@ -561,15 +580,27 @@ impl Worker {
     }
 
     /// Waits for work: a queued job (unless the queue is `finished`), the
-    /// next retry coming due, or the drain deadline still ahead.
-    async fn idle(&mut self, next_retry: Option<Instant>, finished: bool, drain: Option<Instant>) {
-        let wake = match (next_retry, drain) {
+    /// next retry coming due, or the drain deadline still ahead. While
+    /// `lingering`, it looks at the queue again after [`LINGER_POLL`]
+    /// instead of asking to be woken.
+    async fn idle(
+        &mut self,
+        next_retry: Option<Instant>,
+        finished: bool,
+        drain: Option<Instant>,
+        lingering: Option<Instant>,
+    ) {
+        let mut wake = match (next_retry, drain) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
+        if lingering.is_some() {
+            let poll = Instant::now() + LINGER_POLL;
+            wake = Some(wake.map_or(poll, |wake| wake.min(poll)));
+        }
         let queue = self.queue.clone();
         tokio::select! {
-            _ = queue.ready(), if !finished => {}
+            _ = queue.ready(), if !finished && lingering.is_none() => {}
             _ = sleep_until(wake), if wake.is_some() => {}
             _ = self.aftercare.drain.changed(), if drain.is_none() => {}
         }

@@ -4,8 +4,9 @@
 //! Retries follow the schedule and the hook's `Retry-After`; the circuit
 //! breaker holds events back and loses none; permanent failures go to the
 //! dead letters and replay delivers them once; each queue policy; the event
-//! size limit; a retry pending across a hot reload; and the drain timeout,
-//! in memory and with a data directory. Process crashes are in `crash.rs`.
+//! size limit; a retry pending across a hot reload; the drain timeout, in
+//! memory and with a data directory; and events queued while a worker
+//! lingers or sleeps. Process crashes are in `crash.rs`.
 
 mod common;
 
@@ -833,4 +834,36 @@ fn texts(output: &Output) -> (String, String) {
         String::from_utf8_lossy(&output.stdout).into_owned(),
         String::from_utf8_lossy(&output.stderr).into_owned(),
     )
+}
+
+/// A worker whose queue just emptied lingers (10 ms), looking at the queue
+/// every millisecond instead of asking to be woken, then sleeps until an
+/// emitter wakes it. Events queued while it lingers, around the moment it
+/// stops lingering, and after it sleeps are each delivered: none waits for
+/// a wake-up that never comes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_queued_while_a_worker_lingers_or_sleeps_are_each_delivered() {
+    let dir = common::plugins_dir(&["counts"]);
+    let host = common::host(dir.path(), common::config("")).await;
+    // Milliseconds after the previous event was handled.
+    let gaps = [0, 0, 1, 2, 5, 8, 9, 10, 11, 12, 15, 30, 0, 50, 3];
+    for (seq, gap) in gaps.iter().enumerate() {
+        tokio::time::sleep(Duration::from_millis(*gap)).await;
+        let pending = host
+            .emit_with_report(common::event(seq as u64))
+            .expect("accepted");
+        let report = tokio::time::timeout(Duration::from_secs(10), pending.wait())
+            .await
+            .unwrap_or_else(|_| panic!("event {seq} (after {gap} ms) was never delivered"));
+        assert!(
+            report
+                .outcomes
+                .iter()
+                .all(|(_, outcome)| outcome.result.is_ok()),
+            "{report:?}"
+        );
+    }
+    let summaries = host.shutdown().await;
+    let stats = common::final_stats(&summaries, "counts");
+    assert_eq!(stats.handled, gaps.len() as u64);
 }

@@ -9,8 +9,9 @@
 //! implementation of anything here, only the conversion of Python values to
 //! JSON values and of reports back to dicts.
 
+use std::borrow::Cow;
 use std::path::PathBuf;
-use std::sync::{Mutex, RwLock};
+use std::sync::{Mutex, OnceLock, RwLock};
 use std::time::Duration;
 
 use hookhost::{EmitError, Event, FailureClass, Outcome, PluginSummary, Report};
@@ -294,7 +295,7 @@ fn write_json(value: &Bound<'_, PyAny>, depth: usize, out: &mut Vec<u8>) -> PyRe
     } else if value.is_instance_of::<PyFloat>() {
         write_float(out, value.extract::<f64>()?);
     } else if let Ok(text) = value.downcast::<PyString>() {
-        write_serialized(out, &*text.to_cow()?);
+        write_serialized(out, &*utf8(text)?);
     } else if let Ok(dict) = value.downcast::<PyDict>() {
         out.push(b'{');
         for (index, (key, item)) in dict.iter().enumerate() {
@@ -302,8 +303,8 @@ fn write_json(value: &Bound<'_, PyAny>, depth: usize, out: &mut Vec<u8>) -> PyRe
                 out.push(b',');
             }
             match key.downcast::<PyString>() {
-                Ok(key) => write_serialized(out, &*key.to_cow()?),
-                Err(_) => write_serialized(out, &*key.str()?.to_cow()?),
+                Ok(key) => write_serialized(out, &*utf8(key)?),
+                Err(_) => write_serialized(out, &*utf8(&key.str()?)?),
             }
             out.push(b':');
             write_json(&item, depth + 1, out)?;
@@ -321,11 +322,50 @@ fn write_json(value: &Bound<'_, PyAny>, depth: usize, out: &mut Vec<u8>) -> PyRe
     } else if value.hasattr("to_dict")? {
         write_json(&value.call_method0("to_dict")?, depth + 1, out)?;
     } else if value.hasattr("isoformat")? {
-        write_serialized(out, &*value.call_method0("isoformat")?.str()?.to_cow()?);
+        write_serialized(out, &*utf8(&value.call_method0("isoformat")?.str()?)?);
     } else {
-        write_serialized(out, &*value.str()?.to_cow()?);
+        write_serialized(out, &*utf8(&value.str()?)?);
     }
     Ok(())
+}
+
+/// The text of a Python string as UTF-8: borrowed from the string object
+/// on Python 3.10 and later, whose stable ABI has
+/// `PyUnicode_AsUTF8AndSize` (the object keeps its UTF-8 form, for an
+/// ASCII string its own characters); on 3.9, copied through a `bytes`
+/// object, all that 3.9's stable ABI offers (pyo3's `to_cow` there).
+/// A string that is not Unicode text (a lone surrogate) is a malformed
+/// event.
+fn utf8<'a>(text: &'a Bound<'_, PyString>) -> PyResult<Cow<'a, str>> {
+    static BORROWABLE: OnceLock<bool> = OnceLock::new();
+    let not_text = |err: PyErr| {
+        MalformedEvent::new_err(format!("a string of the event is not UTF-8 text: {err}"))
+    };
+    if !*BORROWABLE.get_or_init(|| text.py().version_info() >= (3, 10)) {
+        return text.to_cow().map_err(not_text);
+    }
+    extern "C" {
+        // In the stable ABI since 3.10; pyo3 declares it only for builds
+        // whose minimum is 3.10.
+        fn PyUnicode_AsUTF8AndSize(
+            unicode: *mut pyo3::ffi::PyObject,
+            size: *mut pyo3::ffi::Py_ssize_t,
+        ) -> *const std::ffi::c_char;
+    }
+    let mut size: pyo3::ffi::Py_ssize_t = 0;
+    // SAFETY: `text` is a live `str` object. The UTF-8 form returned is
+    // kept by the object, unchanged, for as long as the object lives, and
+    // the slice made of it below borrows `text`, so cannot outlive it.
+    let data = unsafe { PyUnicode_AsUTF8AndSize(text.as_ptr(), &mut size) };
+    if data.is_null() {
+        // The interpreter set the error.
+        return Err(not_text(PyErr::fetch(text.py())));
+    }
+    // SAFETY: `size` bytes at `data`, valid UTF-8 as the function promises.
+    let bytes = unsafe { std::slice::from_raw_parts(data.cast::<u8>(), size as usize) };
+    Ok(Cow::Borrowed(unsafe {
+        std::str::from_utf8_unchecked(bytes)
+    }))
 }
 
 /// `value` as serde_json writes it (a string quoted and escaped, a number).

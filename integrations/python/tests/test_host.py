@@ -68,6 +68,9 @@ def test_a_malformed_event_raises_malformed_event_naming_the_key(plugins):
         host.emit({"event_type": "DataDriftDetected", "metadata": [1, 2]})
     with pytest.raises(hookhost.MalformedEvent, match="dict or have a to_dict"):
         host.emit(42)
+    for lone_surrogate in ({"note": "\ud800"}, {"\udfff": 1}):
+        with pytest.raises(hookhost.MalformedEvent, match="not UTF-8 text"):
+            host.emit({"event_type": "DataDriftDetected", "metadata": lone_surrogate})
     assert issubclass(hookhost.MalformedEvent, hookhost.Error)
     summaries = host.shutdown()
     assert summaries["noop"]["handled"] == 0
