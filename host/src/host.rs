@@ -1031,6 +1031,13 @@ impl Host {
         Ok(report)
     }
 
+    /// Whether the host keeps a write-ahead log (it has a data directory):
+    /// then [`Host::emit`] and [`Host::try_emit`] wait for the event's disk
+    /// sync; without one they never wait on the disk.
+    pub fn keeps_log(&self) -> bool {
+        self.shared.registry.wal.is_some()
+    }
+
     /// The dead letters: events that failed for good, with the reason.
     pub fn dead_letters(&self) -> &DeadLetters {
         &self.shared.registry.dead_letters

@@ -81,6 +81,9 @@ struct Host {
     host: RwLock<Option<hookhost::Host>>,
     /// What `shutdown` returned, for a second call.
     finished: Mutex<Option<Vec<PluginSummary>>>,
+    /// Whether `emit` waits for the write-ahead log's disk sync: only then
+    /// does it let other Python threads run meanwhile (see `emit`).
+    keeps_log: bool,
 }
 
 #[pymethods]
@@ -132,6 +135,7 @@ impl Host {
             .map_err(|err| StartError::new_err(err.to_string()))?;
         Ok(Host {
             runtime,
+            keeps_log: host.keeps_log(),
             host: RwLock::new(Some(host)),
             finished: Mutex::new(None),
         })
@@ -140,11 +144,21 @@ impl Host {
     /// Hands `event` (a dict in the `to_dict()` form, or an object with a
     /// `to_dict()` method) to every plugin and returns its id at once:
     /// a full queue raises `QueueFull` rather than waiting for room.
+    ///
+    /// Without a data directory, queueing never waits, so it runs holding
+    /// the GIL: releasing and taking it back would cost the caller more than
+    /// queueing the event. With one, other threads run while the event is
+    /// written to the log.
     fn emit(&self, py: Python<'_>, event: &Bound<'_, PyAny>) -> PyResult<String> {
         let event = read_event(event)?;
         let id = event.id.clone();
-        py.allow_threads(|| self.with_host(|host| host.try_emit(event)))?
-            .map_err(emit_error)?;
+        let queue = || self.with_host(|host| host.try_emit(event));
+        let queued = if self.keeps_log {
+            py.allow_threads(queue)
+        } else {
+            queue()
+        };
+        queued?.map_err(emit_error)?;
         Ok(id)
     }
 
@@ -295,7 +309,7 @@ fn write_json(value: &Bound<'_, PyAny>, depth: usize, out: &mut Vec<u8>) -> PyRe
     } else if value.is_instance_of::<PyFloat>() {
         write_float(out, value.extract::<f64>()?);
     } else if let Ok(text) = value.downcast::<PyString>() {
-        write_serialized(out, &*utf8(text)?);
+        write_string(out, &utf8(text)?);
     } else if let Ok(dict) = value.downcast::<PyDict>() {
         out.push(b'{');
         for (index, (key, item)) in dict.iter().enumerate() {
@@ -303,8 +317,8 @@ fn write_json(value: &Bound<'_, PyAny>, depth: usize, out: &mut Vec<u8>) -> PyRe
                 out.push(b',');
             }
             match key.downcast::<PyString>() {
-                Ok(key) => write_serialized(out, &*utf8(key)?),
-                Err(_) => write_serialized(out, &*utf8(&key.str()?)?),
+                Ok(key) => write_string(out, &utf8(key)?),
+                Err(_) => write_string(out, &utf8(&key.str()?)?),
             }
             out.push(b':');
             write_json(&item, depth + 1, out)?;
@@ -322,9 +336,9 @@ fn write_json(value: &Bound<'_, PyAny>, depth: usize, out: &mut Vec<u8>) -> PyRe
     } else if value.hasattr("to_dict")? {
         write_json(&value.call_method0("to_dict")?, depth + 1, out)?;
     } else if value.hasattr("isoformat")? {
-        write_serialized(out, &*utf8(&value.call_method0("isoformat")?.str()?)?);
+        write_string(out, &utf8(&value.call_method0("isoformat")?.str()?)?);
     } else {
-        write_serialized(out, &*utf8(&value.str()?)?);
+        write_string(out, &utf8(&value.str()?)?);
     }
     Ok(())
 }
@@ -366,6 +380,20 @@ fn utf8<'a>(text: &'a Bound<'_, PyString>) -> PyResult<Cow<'a, str>> {
     Ok(Cow::Borrowed(unsafe {
         std::str::from_utf8_unchecked(bytes)
     }))
+}
+
+/// A string as JSON, as serde_json writes it: quoted, with `"`, `\` and
+/// control characters escaped. Most strings of an event hold none of those
+/// and are copied as they are.
+fn write_string(out: &mut Vec<u8>, text: &str) {
+    if text.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') {
+        write_serialized(out, text);
+        return;
+    }
+    out.reserve(text.len() + 2);
+    out.push(b'"');
+    out.extend_from_slice(text.as_bytes());
+    out.push(b'"');
 }
 
 /// `value` as serde_json writes it (a string quoted and escaped, a number).

@@ -98,6 +98,44 @@ def test_objects_with_to_dict_and_python_values_are_read(plugins):
     assert host.shutdown()["noop"]["handled"] == 1
 
 
+def test_strings_reach_the_hooks_as_python_wrote_them(plugins, tmp_path):
+    """Strings with quotes, backslashes, control characters and non-ASCII
+    text, as keys and values, arrive unchanged: the `sql` hook's row holds
+    the event's metadata as JSON that reads back to the dict emitted."""
+    import json
+    import sqlite3
+
+    db = tmp_path / "events.db"
+    config = tmp_path / "hookhost.toml"
+    config.write_text(
+        f'[databases.events]\nurl = "sqlite://{db}"\n'
+        '[plugins.sql]\ndatabases = ["events"]\n'
+        '[plugins.sql.settings]\ndatabase = "events"\n'
+    )
+    metadata = {
+        "table": 'or"ders\\ \u00e9t\u00e9 \U0001f600',
+        "column": "tab\there\nnew line \x01 \x1f \x7f",
+        'key "quoted"\\': "plain",
+        "nested": {"list": ["a\"b", "c\\d", "\u2028"], "n": 1},
+    }
+    host = hookhost.Host(plugins=plugins(sql="sql"), config=config, watch=False)
+    event_id = host.emit(
+        {"event_type": "DataDriftDetected", "timestamp": "2025-01-15T10:30:00Z",
+         "metadata": metadata}
+    )
+    summaries = host.shutdown()
+    assert summaries["sql"]["handled"] == 1, summaries
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute(
+            "SELECT table_name, column_name, metadata FROM hookhost_events "
+            "WHERE event_id = ?", (event_id,)
+        ).fetchall()
+    assert len(rows) == 1, rows
+    table, column, written = rows[0]
+    assert (table, column) == (metadata["table"], metadata["column"])
+    assert json.loads(written) == metadata
+
+
 def test_emit_never_waits_for_room_it_raises_queue_full(plugins, tmp_path):
     config = tmp_path / "hookhost.toml"
     config.write_text(
