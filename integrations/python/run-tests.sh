@@ -42,3 +42,26 @@ export HOOKHOST_WHEEL_DIR="$wheels"
 export HOOKHOST_BIN="$CARGO_TARGET_DIR/debug/hookhost"
 cd tests
 "$venv/bin/python" -m pytest -q "$@"
+
+# The oldest Python the wheel supports reads an event's strings another way
+# (see `utf8` in src/lib.rs): the embedded host's tests again on 3.9, when
+# the machine has it (on the PATH, or installed by pyenv).
+python39=""
+for candidate in python3.9 "$(pyenv root 2> /dev/null)"/versions/3.9*/bin/python3.9; do
+    if "$candidate" -c 'import sys; assert sys.version_info[:2] == (3, 9)' 2> /dev/null; then
+        python39="$candidate"
+        break
+    fi
+done
+if [ -n "$python39" ]; then
+    venv39="$CARGO_TARGET_DIR/python/venv39"
+    if [ ! -x "$venv39/bin/python" ]; then
+        "$python39" -m venv "$venv39"
+    fi
+    "$venv39/bin/pip" install --quiet --disable-pip-version-check "pytest>=7"
+    "$venv39/bin/pip" install --quiet --disable-pip-version-check --force-reinstall --no-deps "$wheels"/hookhost-*.whl
+    echo "the embedded host's tests on $("$venv39/bin/python" --version):"
+    "$venv39/bin/python" -m pytest -q test_host.py
+else
+    echo "python3.9 not found: the embedded host's tests ran on $("$venv/bin/python" --version) only"
+fi
