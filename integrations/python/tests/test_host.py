@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import socket
+import threading
 import time
 from pathlib import Path
 
@@ -134,6 +135,37 @@ def test_strings_reach_the_hooks_as_python_wrote_them(plugins, tmp_path):
     table, column, written = rows[0]
     assert (table, column) == (metadata["table"], metadata["column"])
     assert json.loads(written) == metadata
+
+
+def test_other_python_threads_run_while_emit_and_wait_waits(plugins, tmp_path):
+    """The GIL is released while the host works: a thread ticking every
+    millisecond keeps ticking while `emit_and_wait` waits 300 ms for a
+    hook that runs into its timeout."""
+    config = tmp_path / "hookhost.toml"
+    config.write_text(
+        "[plugins.slow]\ntimeout_ms = 300\nmax_attempts = 1\nfuel = 9223372036854775807\n"
+    )
+    host = hookhost.Host(plugins=plugins(slow="slow"), config=config, watch=False)
+    ticks = [0]
+    stop = threading.Event()
+
+    def tick() -> None:
+        while not stop.is_set():
+            ticks[0] += 1
+            time.sleep(0.001)
+
+    ticker = threading.Thread(target=tick)
+    ticker.start()
+    try:
+        before = ticks[0]
+        report = host.emit_and_wait(drift(), timeout=30)
+        during = ticks[0] - before
+    finally:
+        stop.set()
+        ticker.join()
+    assert report["outcomes"]["slow"]["class"] == "timeout"
+    assert during >= 20, f"the other thread ticked {during} times in 300 ms"
+    host.shutdown()
 
 
 def test_emit_never_waits_for_room_it_raises_queue_full(plugins, tmp_path):
