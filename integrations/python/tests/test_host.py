@@ -99,7 +99,7 @@ def test_objects_with_to_dict_and_python_values_are_read(plugins):
     assert host.shutdown()["noop"]["handled"] == 1
 
 
-def test_strings_reach_the_hooks_as_python_wrote_them(plugins, tmp_path):
+def test_strings_reach_a_hook_as_python_wrote_them(plugins, tmp_path):
     """Strings with quotes, backslashes, control characters and non-ASCII
     text, as keys and values, arrive unchanged: the `sql` hook's row holds
     the event's metadata as JSON that reads back to the dict emitted."""
@@ -138,9 +138,9 @@ def test_strings_reach_the_hooks_as_python_wrote_them(plugins, tmp_path):
 
 
 def test_other_python_threads_run_while_emit_and_wait_waits(plugins, tmp_path):
-    """The GIL is released while the host works: a thread ticking every
-    millisecond keeps ticking while `emit_and_wait` waits 300 ms for a
-    hook that runs into its timeout."""
+    """`emit_and_wait` releases the GIL while it waits: a thread ticking
+    every millisecond keeps ticking while it waits 300 ms for a hook that
+    runs into its timeout."""
     config = tmp_path / "hookhost.toml"
     config.write_text(
         "[plugins.slow]\ntimeout_ms = 300\nmax_attempts = 1\nfuel = 9223372036854775807\n"
